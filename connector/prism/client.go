@@ -1,0 +1,462 @@
+package prism
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"regexp"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"golang.org/x/time/rate"
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultBaseURL         = "https://developers.micro.so"
+	DefaultRateLimit       = 10 // requests per second, the documented per-key limit
+	DefaultBurst           = 1
+	DefaultMaxAttempts     = 5
+	DefaultMaxElapsed      = 10 * time.Minute
+	DefaultBackoffBase     = 500 * time.Millisecond
+	DefaultBackoffMax      = 30 * time.Second
+	DefaultMaxRetryAfter   = 5 * time.Minute
+	DefaultFirstPoll       = 2 * time.Second
+	DefaultMaxPollInterval = 30 * time.Second
+	DefaultTimeout         = 60 * time.Second
+)
+
+const (
+	opImport = "import"
+	opPoll   = "poll"
+
+	// maxResponseBody bounds how much of a response is read; a complete job
+	// of a large batch is well below this.
+	maxResponseBody = 64 << 20
+)
+
+// Config configures a Client. Zero fields get the defaults above.
+type Config struct {
+	BaseURL string // default DefaultBaseURL
+	APIKey  string // sent as x-api-key; never logged
+	TeamID  string // UUID from Settings → API
+
+	// HTTPClient sends the requests; default has a 60 s timeout. The client
+	// is copied, and redirects to another host are refused unless the given
+	// client has its own CheckRedirect, because net/http would forward the
+	// x-api-key header to any host.
+	HTTPClient *http.Client
+
+	// RateLimit is the client-side limit in requests per second for every
+	// request (imports, polls, retries); negative disables it. Burst is the
+	// token bucket size.
+	RateLimit float64
+	Burst     int
+
+	// MaxAttempts bounds the attempts of one request (first try + retries);
+	// MaxElapsed bounds the time spent on them, including backoff. A retry
+	// whose delay would overrun MaxElapsed is not made.
+	MaxAttempts int
+	MaxElapsed  time.Duration
+	// Backoff before retry n (n = 1, 2, ...) is BackoffBase·2^(n-1), capped
+	// at BackoffMax, minus up to 25 % random jitter.
+	BackoffBase, BackoffMax time.Duration
+	// MaxRetryAfter caps how long a server-requested Retry-After is honoured;
+	// a longer request ends the retries with the *APIError (RetryAfter set),
+	// so the caller can schedule the batch instead of holding a goroutine.
+	MaxRetryAfter time.Duration
+
+	// FirstPoll is the delay before the first poll of an async job (raised
+	// to the learned typical job duration once jobs have been seen), after
+	// which the interval doubles up to MaxPollInterval.
+	FirstPoll, MaxPollInterval time.Duration
+
+	// Sleep waits d or until ctx is done; injectable so tests run instantly.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// Now is the clock used for MaxElapsed, HTTP-date Retry-After and learned
+	// job durations. Default time.Now.
+	Now func() time.Time
+
+	Logger *slog.Logger // default discards
+	// OnRequest is called after every HTTP attempt (for metrics and the
+	// monthly request budget). It must be safe for concurrent use.
+	OnRequest func(RequestInfo)
+	// UserAgent overrides the default "prismsync/<module version>".
+	UserAgent string
+}
+
+// RequestInfo describes one HTTP attempt.
+type RequestInfo struct {
+	Method    string
+	Op        string // "import" or "poll"
+	Status    int    // 0 when no response arrived
+	Err       error  // transport or decode error of this attempt, nil on success
+	Duration  time.Duration
+	Attempt   int // 1 for the first try
+	RequestID string
+}
+
+// Client talks to the import API. It is safe for concurrent use.
+type Client struct {
+	base      *url.URL
+	apiKey    string
+	teamID    string
+	hc        *http.Client
+	limiter   *rate.Limiter
+	cfg       Config // defaults applied
+	log       *slog.Logger
+	userAgent string
+
+	mu       sync.Mutex
+	inFlight map[string]struct{} // idempotency keys being sent
+	expected time.Duration       // learned typical async job duration
+}
+
+var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
+
+// New validates cfg, applies defaults and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = DefaultBaseURL
+	}
+	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("prism: config: base URL: %w", err)
+	}
+	if (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" {
+		return nil, fmt.Errorf("prism: config: base URL %q: want http(s)://host", cfg.BaseURL)
+	}
+	if base.User != nil || base.RawQuery != "" || base.Fragment != "" {
+		return nil, fmt.Errorf("prism: config: base URL: must not carry credentials, query or fragment")
+	}
+	if _, err := uuid.Parse(cfg.TeamID); err != nil {
+		return nil, fmt.Errorf("prism: config: team id %q is not a UUID (MICRO_TEAM_ID)", cfg.TeamID)
+	}
+	if strings.TrimSpace(cfg.APIKey) == "" {
+		return nil, errors.New("prism: config: API key is empty (MICRO_API_KEY)")
+	}
+	for name, d := range map[string]time.Duration{
+		"MaxElapsed": cfg.MaxElapsed, "BackoffBase": cfg.BackoffBase, "BackoffMax": cfg.BackoffMax,
+		"MaxRetryAfter": cfg.MaxRetryAfter, "FirstPoll": cfg.FirstPoll, "MaxPollInterval": cfg.MaxPollInterval,
+	} {
+		if d < 0 {
+			return nil, fmt.Errorf("prism: config: %s is negative (%s)", name, d)
+		}
+	}
+	if cfg.MaxAttempts < 0 || cfg.Burst < 0 {
+		return nil, errors.New("prism: config: MaxAttempts and Burst must not be negative")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.MaxElapsed, DefaultMaxElapsed)
+	def(&cfg.BackoffBase, DefaultBackoffBase)
+	def(&cfg.BackoffMax, DefaultBackoffMax)
+	def(&cfg.MaxRetryAfter, DefaultMaxRetryAfter)
+	def(&cfg.FirstPoll, DefaultFirstPoll)
+	def(&cfg.MaxPollInterval, DefaultMaxPollInterval)
+	if cfg.MaxPollInterval < cfg.FirstPoll {
+		cfg.MaxPollInterval = cfg.FirstPoll
+	}
+	if cfg.MaxAttempts == 0 {
+		cfg.MaxAttempts = DefaultMaxAttempts
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.Burst == 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.Sleep == nil {
+		cfg.Sleep = sleepCtx
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	limit := rate.Limit(cfg.RateLimit)
+	if cfg.RateLimit < 0 {
+		limit = rate.Inf
+	}
+	var hc http.Client
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
+	} else {
+		hc.Timeout = DefaultTimeout
+	}
+	if hc.CheckRedirect == nil {
+		hc.CheckRedirect = sameHostRedirect
+	}
+	ua := cfg.UserAgent
+	if ua == "" {
+		ua = "prismsync/" + moduleVersion()
+	}
+	return &Client{
+		base:      base,
+		apiKey:    cfg.APIKey,
+		teamID:    cfg.TeamID,
+		hc:        &hc,
+		limiter:   rate.NewLimiter(limit, cfg.Burst),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		userAgent: ua,
+		inFlight:  make(map[string]struct{}),
+	}, nil
+}
+
+var errRedirectRefused = errors.New("refusing redirect")
+
+// sameHostRedirect refuses redirects that would carry x-api-key elsewhere.
+func sameHostRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return errors.New("stopped after 5 redirects")
+	}
+	if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+		return fmt.Errorf("%w to %s://%s: it would leak the API key", errRedirectRefused, req.URL.Scheme, req.URL.Host)
+	}
+	return nil
+}
+
+func moduleVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Import submits one batch: body (see EncodeImportBody) is POSTed to
+// /v2/prism/{teamId}/{object}/import under idempotencyKey, and retried on
+// 408, 429, 5xx, network errors and cut-off 2xx bodies with the same key and
+// the same bytes. The returned Job is final when the import ran synchronously;
+// otherwise it has Status "processing" and an ID to pass to Wait. A job-level
+// failure is returned as a Job with Status "failed" (see Job.Err), not as an
+// error. Non-retryable answers are *APIError.
+func (c *Client) Import(ctx context.Context, object, idempotencyKey string, body []byte) (*Job, error) {
+	if !objectRE.MatchString(object) {
+		return nil, fmt.Errorf("prism: import: invalid object type %q", object)
+	}
+	if n := len(idempotencyKey); n == 0 || n > 255 {
+		return nil, fmt.Errorf("prism: import: idempotency key must be 1-255 characters, got %d", n)
+	}
+	if !json.Valid(body) {
+		return nil, errors.New("prism: import: body is not valid JSON")
+	}
+	if !c.claimKey(idempotencyKey) {
+		return nil, fmt.Errorf("prism: import %s: %w", idempotencyKey, ErrKeyInUse)
+	}
+	defer c.releaseKey(idempotencyKey)
+
+	u := c.endpoint("v2", "prism", c.teamID, object, "import")
+	start := c.cfg.Now()
+	resp, err := c.do(ctx, opImport, http.MethodPost, u, body, idempotencyKey)
+	if err != nil {
+		return nil, err
+	}
+	j := resp.job
+	j.submittedAt = start
+	if !j.Terminal() && j.ID == "" {
+		// The body is preferred, but Location is the documented pointer.
+		j.ID = jobIDFromLocation(resp.header.Get("Location"))
+		if j.ID == "" {
+			return nil, fmt.Errorf("prism: import: %w: status %q without job_id or Location", ErrUnexpectedResponse, j.Status)
+		}
+	}
+	if !j.Terminal() {
+		if d, ok := retryAfter(resp.header, c.cfg.Now()); ok {
+			j.pollHint = d
+		}
+	}
+	return j, nil
+}
+
+func (c *Client) claimKey(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, busy := c.inFlight[key]; busy {
+		return false
+	}
+	c.inFlight[key] = struct{}{}
+	return true
+}
+
+func (c *Client) releaseKey(key string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.inFlight, key)
+}
+
+// jobIDFromLocation takes the last path segment of a Location such as
+// /v2/prism/{team}/imports/{jobId}; its format is undocumented, so anything
+// without an "imports" segment before the id is ignored.
+func jobIDFromLocation(loc string) string {
+	u, err := url.Parse(loc)
+	if err != nil {
+		return ""
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(segs) < 2 || segs[len(segs)-2] != "imports" {
+		return ""
+	}
+	id, err := url.PathUnescape(segs[len(segs)-1])
+	if err != nil {
+		return ""
+	}
+	return id
+}
+
+// Job fetches an async import job once (GET /v2/prism/{teamId}/imports/{id}),
+// retrying transient failures. A 404 matches ErrJobNotFound. The returned
+// Job's Polls is the number of GET attempts made.
+func (c *Client) Job(ctx context.Context, jobID string) (*Job, error) {
+	if jobID == "" {
+		return nil, errors.New("prism: poll: empty job id")
+	}
+	u := c.endpoint("v2", "prism", c.teamID, "imports", jobID)
+	resp, err := c.do(ctx, opPoll, http.MethodGet, u, nil, "")
+	if err != nil {
+		return nil, err
+	}
+	resp.job.Polls = resp.attempts
+	if resp.job.ID == "" {
+		resp.job.ID = jobID
+	}
+	return resp.job, nil
+}
+
+// Wait polls job until it is complete or failed and returns the final Job,
+// whose Polls adds the requests spent here to job.Polls. It sleeps before
+// each poll: first the expected job duration (FirstPoll, a Retry-After sent
+// with the 202, or what earlier jobs took), then FirstPoll·2, ·4, ... capped
+// at MaxPollInterval, because every poll counts against the monthly quota.
+// A terminal job is returned as is. Bound the total wait with ctx.
+func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
+	if job == nil {
+		return nil, errors.New("prism: wait: nil job")
+	}
+	if job.Terminal() {
+		return job, nil
+	}
+	if job.ID == "" {
+		return nil, fmt.Errorf("prism: wait: job in status %q has no id", job.Status)
+	}
+	polls := job.Polls
+	delay := c.firstPollDelay(job.pollHint)
+	next := c.cfg.FirstPoll
+	for {
+		if err := c.cfg.Sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("prism: wait for job %s: %w", job.ID, err)
+		}
+		cur, err := c.Job(ctx, job.ID)
+		if cur != nil {
+			polls += cur.Polls
+		}
+		if err != nil {
+			return nil, fmt.Errorf("prism: wait for job %s after %d polls: %w", job.ID, polls, err)
+		}
+		cur.Polls = polls
+		if cur.Terminal() {
+			cur.submittedAt = job.submittedAt
+			c.learn(job.submittedAt)
+			c.log.DebugContext(ctx, "prism: import job finished", "job_id", cur.ID, "status", cur.Status, "polls", polls)
+			return cur, nil
+		}
+		next = min(next*2, c.cfg.MaxPollInterval)
+		delay = next
+	}
+}
+
+func (c *Client) firstPollDelay(hint time.Duration) time.Duration {
+	c.mu.Lock()
+	d := max(c.cfg.FirstPoll, c.expected, hint)
+	c.mu.Unlock()
+	// Never sleep longer than the server keeps a reasonable answer waiting.
+	return min(d, c.cfg.MaxRetryAfter)
+}
+
+// learn keeps a moving average of how long async jobs take, so later first
+// polls land when a job is likely done instead of spending requests early.
+// It aims slightly low (3/4) because a late first poll costs wall time.
+func (c *Client) learn(submitted time.Time) {
+	if submitted.IsZero() {
+		return
+	}
+	took := c.cfg.Now().Sub(submitted) * 3 / 4
+	if took <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expected == 0 {
+		c.expected = took
+	} else {
+		c.expected = (c.expected + took) / 2
+	}
+}
+
+func (c *Client) endpoint(segs ...string) string {
+	u := *c.base
+	esc := make([]string, len(segs))
+	for i, s := range segs {
+		esc[i] = url.PathEscape(s)
+	}
+	u.Path = strings.TrimRight(c.base.Path, "/") + "/" + strings.Join(segs, "/")
+	u.RawPath = strings.TrimRight(c.base.EscapedPath(), "/") + "/" + strings.Join(esc, "/")
+	return u.String()
+}
+
+// redact removes the API key from text that came from elsewhere (server
+// bodies, transport errors) before it reaches an error or a log line.
+func (c *Client) redact(s string) string {
+	if c.apiKey == "" || !strings.Contains(s, c.apiKey) {
+		return s
+	}
+	return strings.ReplaceAll(s, c.apiKey, "[REDACTED]")
+}
+
+func (c *Client) redactErr(err error) error {
+	if err == nil || c.apiKey == "" || !strings.Contains(err.Error(), c.apiKey) {
+		return err
+	}
+	return &redactedError{msg: c.redact(err.Error())}
+}
+
+// readBody reads at most maxResponseBody bytes; a short read is reported so
+// the attempt is retried.
+func readBody(r io.Reader) ([]byte, error) {
+	var buf bytes.Buffer
+	n, err := io.Copy(&buf, io.LimitReader(r, maxResponseBody+1))
+	if err != nil {
+		return nil, err
+	}
+	if n > maxResponseBody {
+		return nil, fmt.Errorf("response larger than %d bytes", maxResponseBody)
+	}
+	return buf.Bytes(), nil
+}

@@ -1,0 +1,208 @@
+package prism
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// response is a successful (2xx, decoded) answer.
+type response struct {
+	job      *Job
+	header   http.Header
+	attempts int
+}
+
+// do sends one logical request with retries. Attempts are strictly
+// sequential, so one idempotency key is never on the wire twice at once
+// (from this call); every attempt passes the rate limiter, gets a fresh
+// reader over the same body bytes, and is reported to OnRequest.
+func (c *Client) do(ctx context.Context, op, method, u string, body []byte, key string) (*response, error) {
+	start := c.cfg.Now()
+	for attempt := 1; ; attempt++ {
+		if err := c.limiter.Wait(ctx); err != nil {
+			return nil, fmt.Errorf("prism: %s: rate limiter: %w", op, err)
+		}
+		resp, retryErr, delay, err := c.attempt(ctx, op, method, u, body, key, attempt)
+		if err != nil {
+			return nil, err
+		}
+		if resp != nil {
+			resp.attempts = attempt
+			return resp, nil
+		}
+		// retryErr is transient; decide whether another attempt is allowed.
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("prism: %s: %w (last error: %w)", op, ctx.Err(), retryErr)
+		}
+		var ae *APIError
+		if errors.As(retryErr, &ae) && ae.RetryAfter > c.cfg.MaxRetryAfter {
+			return nil, fmt.Errorf("prism: %s: server asked to wait %s, more than %s: %w",
+				op, ae.RetryAfter, c.cfg.MaxRetryAfter, retryErr)
+		}
+		if attempt >= c.cfg.MaxAttempts {
+			return nil, fmt.Errorf("prism: %s: giving up after %d attempts: %w", op, attempt, retryErr)
+		}
+		if delay < 0 {
+			delay = c.backoff(attempt)
+		}
+		if c.cfg.Now().Add(delay).Sub(start) > c.cfg.MaxElapsed {
+			return nil, fmt.Errorf("prism: %s: giving up after %d attempts, retry in %s would exceed %s: %w",
+				op, attempt, delay, c.cfg.MaxElapsed, retryErr)
+		}
+		c.log.WarnContext(ctx, "prism: retrying request", "op", op, "attempt", attempt, "delay", delay, "err", retryErr)
+		if err := c.cfg.Sleep(ctx, delay); err != nil {
+			return nil, fmt.Errorf("prism: %s: %w (last error: %w)", op, err, retryErr)
+		}
+	}
+}
+
+// attempt performs one HTTP exchange. It returns exactly one of: a decoded
+// response; a transient error with the server-requested delay (-1 if none);
+// or a final error.
+func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte, key string, n int) (
+	resp *response, retryErr error, delay time.Duration, finalErr error) {
+	delay = -1
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("prism: %s: build request: %w", op, err)
+	}
+	if body != nil {
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req.Body, req.GetBody, req.ContentLength = http.NoBody, nil, 0
+	}
+	req.Header.Set("x-api-key", c.apiKey)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+
+	began := time.Now()
+	info := RequestInfo{Method: method, Op: op, Attempt: n}
+	report := func(err error) {
+		info.Err = err
+		info.Duration = time.Since(began)
+		c.log.DebugContext(ctx, "prism: request", "op", op, "method", method, "attempt", n,
+			"status", info.Status, "duration", info.Duration, "request_id", info.RequestID, "err", err)
+		if c.cfg.OnRequest != nil {
+			c.cfg.OnRequest(info)
+		}
+	}
+
+	hr, err := c.hc.Do(req)
+	if err != nil {
+		err = c.redactErr(err)
+		report(err)
+		if ctx.Err() != nil {
+			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, ctx.Err())
+		}
+		// Network errors (reset, EOF, timeout, refused) are all retried: the
+		// idempotency key makes a resend safe even if the first one landed.
+		// A refused redirect is a configuration problem and not retried.
+		if errors.Is(err, errRedirectRefused) {
+			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, err)
+		}
+		return nil, fmt.Errorf("send: %w", err), -1, nil
+	}
+	defer hr.Body.Close()
+	info.Status = hr.StatusCode
+	info.RequestID = hr.Header.Get("x-request-id")
+	raw, readErr := readBody(hr.Body)
+	if readErr != nil {
+		readErr = c.redactErr(readErr)
+		report(readErr)
+		if ctx.Err() != nil {
+			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, ctx.Err())
+		}
+		return nil, fmt.Errorf("read HTTP %d response: %w", hr.StatusCode, readErr), -1, nil
+	}
+
+	if hr.StatusCode >= 200 && hr.StatusCode < 300 {
+		job, err := decodeJob(raw)
+		if err != nil {
+			report(err)
+			if errors.Is(err, errMalformed) {
+				return nil, fmt.Errorf("HTTP %d: %w", hr.StatusCode, err), -1, nil
+			}
+			return nil, nil, 0, fmt.Errorf("prism: %s: HTTP %d: %w", op, hr.StatusCode, err)
+		}
+		job.Replayed = strings.EqualFold(hr.Header.Get("idempotent-replay"), "true")
+		job.RequestID = info.RequestID
+		if job.RequestID == "" {
+			job.RequestID = requestIDFromBody(raw)
+		}
+		report(nil)
+		return &response{job: job, header: hr.Header}, nil, 0, nil
+	}
+
+	apiErr := newAPIError(op, hr.StatusCode, hr.Header, raw, c.redact)
+	info.RequestID = apiErr.RequestID
+	if d, ok := retryAfter(hr.Header, c.cfg.Now()); ok {
+		apiErr.RetryAfter = d
+		delay = d
+	}
+	report(apiErr)
+	// x-should-retry: false is the server saying "do not"; honour it. The
+	// opposite (true on a 4xx) is ignored: 409s in particular are permanent.
+	if retryableStatus(hr.StatusCode) && !strings.EqualFold(hr.Header.Get("x-should-retry"), "false") {
+		return nil, apiErr, delay, nil
+	}
+	return nil, nil, 0, apiErr
+}
+
+func requestIDFromBody(raw []byte) string {
+	var w struct {
+		RequestID string `json:"request_id"`
+	}
+	if json.Unmarshal(raw, &w) != nil {
+		return ""
+	}
+	return w.RequestID
+}
+
+// backoff is BackoffBase·2^(n-1) capped at BackoffMax, minus up to 25 %
+// jitter so that many clients do not retry in lockstep.
+func (c *Client) backoff(n int) time.Duration {
+	d := c.cfg.BackoffMax
+	if n-1 < 32 {
+		if e := c.cfg.BackoffBase << (n - 1); e > 0 && e < d {
+			d = e
+		}
+	}
+	return d - time.Duration(rand.Int64N(int64(d)/4+1))
+}
+
+// retryAfter reads retry-after-ms (milliseconds) or Retry-After (seconds or
+// an HTTP date). Negative or unparsable values are ignored.
+func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
+	if v := strings.TrimSpace(h.Get("retry-after-ms")); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms >= 0 && ms < float64(365*24*time.Hour/time.Millisecond) {
+			return time.Duration(ms * float64(time.Millisecond)), true
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s < 0 || s > float64(365*24*time.Hour/time.Second) {
+			return 0, false
+		}
+		return time.Duration(s * float64(time.Second)), true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
