@@ -1,0 +1,81 @@
+// Package checkpoint keeps what prismsync must remember between runs, per
+// sync: its position (how far it has read), the journal of batches that may
+// be in flight at the API, the rows the API rejected, and a few counters.
+//
+// The engine journals a batch (its idempotency key, positions and exact
+// request body) before it POSTs it, and commits it only after the API
+// confirmed it: Commit removes the journal entry, moves the position, counts
+// the batch and records rejects in one atomic step. After a crash, Pending
+// lists the batches whose fate is unknown so they can be replayed with the
+// same key and body. A sync whose position has vanished although it has
+// committed before makes Load fail with ErrCheckpointMissing instead of
+// silently starting over and sending every row again; Forget is the
+// deliberate way to start over.
+//
+// Two stores implement the same Store interface and pass the same
+// conformance tests. Open picks one from a spec: "postgres" (the default) or
+// "file:PATH".
+//
+// # PostgreSQL store
+//
+// Tables live in schema prismsync of the database (created on first use).
+// Creation and migration run in one transaction under
+// pg_advisory_xact_lock(0x707269736d73796e), so any number of processes may
+// open the store at once; when the schema is already current no DDL runs, so
+// a role without CREATE may use a schema an administrator prepared.
+//
+//	prismsync.schema_version  one row per applied migration (version, applied_at);
+//	                          a version above SchemaVersion() is ErrUnsupportedVersion
+//	prismsync.positions       sync PK, cursor_text, key_text text[], fingerprint,
+//	                          batches, updated_at: the checkpoint itself
+//	prismsync.sync_history    sync PK, commits, first_commit, last_commit: proof a
+//	                          sync has run, kept apart from its position
+//	prismsync.journal         (sync, batch_key) PK, seq, attempt, from_/to_cursor,
+//	                          from_/to_key, row_count, body_gzip bytea, object,
+//	                          job_id, created_at; Pending orders by created_at, seq
+//	prismsync.rejects         (sync, row_key text[]) PK, code, message, payload,
+//	                          attempts, first_seen, last_seen
+//
+// A pool opened from a URL gets application_name=prismsync and a 60s
+// statement_timeout unless the URL sets them; a pool passed to OpenPostgres
+// is used as is and stays the caller's to close.
+//
+// Positions are stored as PostgreSQL text (cursor and key values exactly as
+// the source database printed them). Bodies are gzip-compressed.
+//
+// # File store
+//
+// One JSON document at PATH, mode 0600 (journaled bodies hold row data).
+// Every change writes PATH.tmp, fsyncs it, renames it over PATH and fsyncs the
+// directory, so the file is always either the old or the new document; Commit
+// is a single rename. While a FileStore is open it holds flock(2) on
+// PATH.lock; a second opener, in this or another process, fails with
+// ErrLocked. The lock file is left in place on Close on purpose.
+//
+//	{
+//	  "version": 1,
+//	  "next_seq": 3,
+//	  "positions": {"orgs": {"position": {"cursor": "2026-01-02 03:04:05+00", "key": ["42"]},
+//	                         "fingerprint": "…", "batches": 7, "updated_at": "…"}},
+//	  "history":   {"orgs": {"commits": 7, "first_commit": "…", "last_commit": "…"}},
+//	  "journal":   {"orgs": [{"key": "…", "seq": 2, "attempt": 1, "from": {…}, "to": {…},
+//	                          "rows": 500, "body_gzip": "<base64>", "object": "organization",
+//	                          "job_id": "", "created_at": "…"}]},
+//	  "rejects":   {"orgs": [{"row_key": ["17"], "code": "…", "message": "…",
+//	                          "payload": "<base64>", "attempts": 2, "first_seen": "…", "last_seen": "…"}]}
+//	}
+//
+// A "version" other than 1 is ErrUnsupportedVersion; a document that does
+// not decode is ErrCorrupt (with the path), never an empty store. The file
+// store rewrites the whole document on every change, journaled bodies
+// included, so it suits a few syncs with small journals.
+//
+// # Conventions shared by both stores
+//
+// Times are UTC with microsecond precision. A nil and an empty key are the
+// same. A reject seen again (same sync and row key) gets Attempts+1, a new
+// LastSeen and the new code, message and payload; its FirstSeen stays. A
+// reject's zero FirstSeen/LastSeen means "now" and Attempts below 1 means 1.
+// Rejects are listed most recently seen first. Error messages never contain
+// the database URL.
+package checkpoint

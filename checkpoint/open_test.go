@@ -1,0 +1,70 @@
+package checkpoint
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestOpenSpec(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		spec, dsn string
+		wantErr   string // "" = success
+		wantType  string
+	}{
+		{spec: "file:" + filepath.Join(dir, "a.json"), wantType: "*checkpoint.FileStore"},
+		{spec: "file:", wantErr: "needs a path"},
+		{spec: "", dsn: "", wantErr: "DATABASE_URL is empty"},
+		{spec: "postgres", dsn: "", wantErr: "DATABASE_URL is empty"},
+		{spec: "sqlite:x.db", wantErr: `unknown store "sqlite:x.db"`},
+		{spec: "Postgres", wantErr: "unknown store"},
+	} {
+		s, err := Open(ctx, tc.spec, tc.dsn)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("Open(%q) = %v, want error containing %q", tc.spec, err, tc.wantErr)
+			}
+			if s != nil {
+				s.Close()
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("Open(%q): %v", tc.spec, err)
+			continue
+		}
+		if got := typeName(s); got != tc.wantType {
+			t.Errorf("Open(%q) = %s, want %s", tc.spec, got, tc.wantType)
+		}
+		s.Close()
+	}
+}
+
+func typeName(s Store) string {
+	switch s.(type) {
+	case *FileStore:
+		return "*checkpoint.FileStore"
+	case *PGStore:
+		return "*checkpoint.PGStore"
+	}
+	return "?"
+}
+
+func TestPositionIsZero(t *testing.T) {
+	for _, tc := range []struct {
+		p    Position
+		zero bool
+	}{
+		{Position{}, true},
+		{Position{Key: []string{}}, true},
+		{Position{Cursor: "0"}, false},
+		{Position{Key: []string{""}}, false},
+	} {
+		if got := tc.p.IsZero(); got != tc.zero {
+			t.Errorf("%#v.IsZero() = %v, want %v", tc.p, got, tc.zero)
+		}
+	}
+}

@@ -1,0 +1,430 @@
+package checkpoint
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// schemaLockKey is the pg_advisory_xact_lock key that serialises schema
+// creation and migration ("prismsyn" in ASCII), so that stores opened at the
+// same time on a fresh database do not race on CREATE.
+const schemaLockKey int64 = 0x707269736d73796e
+
+// migrations[i] brings the schema from version i to i+1. Append only: a
+// released migration is never edited.
+var migrations = []string{
+	// 1: initial layout.
+	`CREATE TABLE prismsync.positions (
+		sync        text PRIMARY KEY,
+		cursor_text text NOT NULL,
+		key_text    text[] NOT NULL,
+		fingerprint text NOT NULL,
+		batches     bigint NOT NULL,
+		updated_at  timestamptz NOT NULL
+	);
+	CREATE TABLE prismsync.sync_history (
+		sync         text PRIMARY KEY,
+		commits      bigint NOT NULL,
+		first_commit timestamptz NOT NULL,
+		last_commit  timestamptz NOT NULL
+	);
+	CREATE TABLE prismsync.journal (
+		sync        text NOT NULL,
+		batch_key   text NOT NULL,
+		seq         bigint GENERATED ALWAYS AS IDENTITY,
+		attempt     integer NOT NULL,
+		from_cursor text NOT NULL,
+		from_key    text[] NOT NULL,
+		to_cursor   text NOT NULL,
+		to_key      text[] NOT NULL,
+		row_count   integer NOT NULL,
+		body_gzip   bytea NOT NULL,
+		object      text NOT NULL,
+		job_id      text NOT NULL,
+		created_at  timestamptz NOT NULL,
+		PRIMARY KEY (sync, batch_key)
+	);
+	CREATE TABLE prismsync.rejects (
+		sync       text NOT NULL,
+		row_key    text[] NOT NULL,
+		code       text NOT NULL,
+		message    text NOT NULL,
+		payload    bytea,
+		attempts   integer NOT NULL,
+		first_seen timestamptz NOT NULL,
+		last_seen  timestamptz NOT NULL,
+		PRIMARY KEY (sync, row_key)
+	);
+	CREATE INDEX rejects_last_seen ON prismsync.rejects (last_seen);`,
+}
+
+// SchemaVersion is the newest schema this package writes and understands.
+func SchemaVersion() int { return len(migrations) }
+
+// PGStore keeps checkpoints in schema prismsync of a PostgreSQL database.
+type PGStore struct {
+	pool    *pgxpool.Pool
+	ownPool bool // Close closes the pool only if Open created it
+	now     func() time.Time
+}
+
+var _ Store = (*PGStore)(nil)
+
+// OpenPostgres uses pool (which stays the caller's) and creates or migrates
+// the prismsync schema.
+func OpenPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
+	if err := migrate(ctx, pool); err != nil {
+		return nil, err
+	}
+	return &PGStore{pool: pool, now: time.Now}, nil
+}
+
+func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
+	if dsn == "" {
+		return nil, errors.New("checkpoint: postgres store needs a database URL (DATABASE_URL is empty)")
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx redacts passwords only on a best-effort basis for malformed
+		// strings (and wrapped url errors repeat the input), so say nothing
+		// about the string itself.
+		return nil, errors.New("checkpoint: cannot parse the database URL (details withheld: it may contain a password)")
+	}
+	rp := cfg.ConnConfig.RuntimeParams
+	if _, ok := rp["application_name"]; !ok {
+		rp["application_name"] = "prismsync"
+	}
+	if _, ok := rp["statement_timeout"]; !ok {
+		rp["statement_timeout"] = "60000" // ms; a checkpoint query that hangs longer is a stuck lock
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: connect: %w", err)
+	}
+	s, err := OpenPostgres(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// migrate brings schema prismsync to SchemaVersion under an advisory lock.
+// When the schema is already current it runs no DDL, so a role without CREATE
+// on the database can use a schema an administrator prepared.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("checkpoint: connect: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
+		return fmt.Errorf("checkpoint: lock schema: %w", err)
+	}
+	var exists bool
+	if err := tx.QueryRow(ctx, `SELECT to_regclass('prismsync.schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return fmt.Errorf("checkpoint: inspect schema: %w", err)
+	}
+	if !exists {
+		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS prismsync`); err != nil {
+			return fmt.Errorf("checkpoint: create schema prismsync: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE prismsync.schema_version (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return fmt.Errorf("checkpoint: create prismsync.schema_version: %w", err)
+		}
+	}
+	var current int
+	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM prismsync.schema_version`).Scan(&current); err != nil {
+		return fmt.Errorf("checkpoint: read schema version: %w", err)
+	}
+	if current > len(migrations) {
+		return fmt.Errorf("checkpoint: schema prismsync is at version %d but this prismsync understands up to %d; use a newer prismsync: %w",
+			current, len(migrations), ErrUnsupportedVersion)
+	}
+	if current == len(migrations) {
+		return nil // read-only transaction; rollback is fine
+	}
+	for v := current; v < len(migrations); v++ {
+		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("checkpoint: migrate schema prismsync to version %d: %w", v+1, err)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO prismsync.schema_version (version) VALUES ($1)`, v+1); err != nil {
+			return fmt.Errorf("checkpoint: record schema version %d: %w", v+1, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("checkpoint: commit schema migration: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool if Open created it.
+func (s *PGStore) Close() error {
+	if s.ownPool {
+		s.pool.Close()
+	}
+	return nil
+}
+
+// pgKey turns a key into a value for a NOT NULL text[] column: pgx sends a
+// nil slice as NULL.
+func pgKey(k []string) []string {
+	if k == nil {
+		return []string{}
+	}
+	return k
+}
+
+// Load implements Store.
+func (s *PGStore) Load(ctx context.Context, sync string) (State, error) {
+	if err := checkSync(sync); err != nil {
+		return State{}, err
+	}
+	// One statement so position and history come from the same snapshot.
+	var (
+		cursor, fp       *string
+		key              []string
+		batches, commits *int64
+		updated, last    *time.Time
+	)
+	err := s.pool.QueryRow(ctx, `
+		SELECT p.cursor_text, p.key_text, p.fingerprint, p.batches, p.updated_at, h.commits, h.last_commit
+		FROM (SELECT $1::text AS sync) AS q
+		LEFT JOIN prismsync.positions AS p ON p.sync = q.sync
+		LEFT JOIN prismsync.sync_history AS h ON h.sync = q.sync`, sync).
+		Scan(&cursor, &key, &fp, &batches, &updated, &commits, &last)
+	if err != nil {
+		return State{}, fmt.Errorf("checkpoint: load sync %q: %w", sync, err)
+	}
+	if cursor == nil {
+		if commits != nil && *commits > 0 {
+			return State{}, &MissingCheckpointError{Sync: sync, Commits: *commits, LastCommit: last.UTC(),
+				Where: "table prismsync.positions"}
+		}
+		return State{}, nil
+	}
+	return State{
+		Position:    Position{Cursor: *cursor, Key: normKey(key)},
+		Exists:      true,
+		Fingerprint: *fp,
+		Batches:     *batches,
+		UpdatedAt:   updated.UTC(),
+	}, nil
+}
+
+// Journal implements Store. Replacing a batch keeps its place in Pending's
+// order, and its CreatedAt unless b.CreatedAt is set.
+func (s *PGStore) Journal(ctx context.Context, b Batch) error {
+	if err := checkBatch(b); err != nil {
+		return err
+	}
+	z, err := compress(b.Body)
+	if err != nil {
+		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
+	}
+	var created *time.Time
+	if !b.CreatedAt.IsZero() {
+		t := stamp(b.CreatedAt)
+		created = &t
+	}
+	_, err = s.pool.Exec(ctx, `
+		INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
+			row_count, body_gzip, object, job_id, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz))
+		ON CONFLICT (sync, batch_key) DO UPDATE SET
+			attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
+			to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
+			body_gzip = EXCLUDED.body_gzip, object = EXCLUDED.object, job_id = EXCLUDED.job_id,
+			created_at = coalesce($12::timestamptz, j.created_at)`,
+		b.Sync, b.Key, b.Attempt, b.From.Cursor, pgKey(b.From.Key), b.To.Cursor, pgKey(b.To.Key),
+		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()))
+	if err != nil {
+		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
+	}
+	return nil
+}
+
+// SetJobID implements Store.
+func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
+	if err := checkSync(sync); err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE prismsync.journal SET job_id = $3 WHERE sync = $1 AND batch_key = $2`, sync, key, jobID)
+	if err != nil {
+		return fmt.Errorf("checkpoint: set job id of batch %q of sync %q: %w", key, sync, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("checkpoint: set job id of batch %q of sync %q: %w", key, sync, ErrNotJournaled)
+	}
+	return nil
+}
+
+// Pending implements Store.
+func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
+	if err := checkSync(sync); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, body_gzip, object, job_id, created_at
+		FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`, sync)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
+	}
+	defer rows.Close()
+	var out []Batch
+	for rows.Next() {
+		b := Batch{Sync: sync}
+		var z []byte
+		if err := rows.Scan(&b.Key, &b.Attempt, &b.From.Cursor, &b.From.Key, &b.To.Cursor, &b.To.Key,
+			&b.Rows, &z, &b.Object, &b.JobID, &b.CreatedAt); err != nil {
+			return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
+		}
+		if b.Body, err = decompress(z); err != nil {
+			return nil, fmt.Errorf("checkpoint: pending batch %q of sync %q: %w", b.Key, sync, err)
+		}
+		b.From.Key, b.To.Key = normKey(b.From.Key), normKey(b.To.Key)
+		b.CreatedAt = b.CreatedAt.UTC()
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
+	}
+	return out, nil
+}
+
+// Drop implements Store. Dropping a batch that is not journaled is not an
+// error: the outcome is the same.
+func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
+	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key); err != nil {
+		return fmt.Errorf("checkpoint: drop batch %q of sync %q: %w", key, sync, err)
+	}
+	return nil
+}
+
+// Commit implements Store in one transaction. Resolved keys are deleted
+// before rejects are upserted, so a row in both ends up rejected.
+func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
+	if err := checkSync(sync); err != nil {
+		return err
+	}
+	now := stamp(s.now())
+	b := &pgx.Batch{}
+	b.Queue(`DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key)
+	b.Queue(`
+		INSERT INTO prismsync.positions AS p (sync, cursor_text, key_text, fingerprint, batches, updated_at)
+		VALUES ($1, $2, $3, $4, 1, $5)
+		ON CONFLICT (sync) DO UPDATE SET cursor_text = EXCLUDED.cursor_text, key_text = EXCLUDED.key_text,
+			fingerprint = EXCLUDED.fingerprint, batches = p.batches + 1, updated_at = EXCLUDED.updated_at`,
+		sync, to.Cursor, pgKey(to.Key), fingerprint, now)
+	b.Queue(`
+		INSERT INTO prismsync.sync_history AS h (sync, commits, first_commit, last_commit)
+		VALUES ($1, 1, $2, $2)
+		ON CONFLICT (sync) DO UPDATE SET commits = h.commits + 1, last_commit = EXCLUDED.last_commit`,
+		sync, now)
+	for _, k := range resolved {
+		b.Queue(`DELETE FROM prismsync.rejects WHERE sync = $1 AND row_key = $2`, sync, pgKey(k))
+	}
+	for _, r := range rejects {
+		first, last := now, now
+		if !r.FirstSeen.IsZero() {
+			first = stamp(r.FirstSeen)
+		}
+		if !r.LastSeen.IsZero() {
+			last = stamp(r.LastSeen)
+		}
+		b.Queue(`
+			INSERT INTO prismsync.rejects AS r (sync, row_key, code, message, payload, attempts, first_seen, last_seen)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			ON CONFLICT (sync, row_key) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
+				payload = EXCLUDED.payload, attempts = r.attempts + 1, last_seen = EXCLUDED.last_seen`,
+			sync, pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last)
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: commit batch %q of sync %q: %w", key, sync, err)
+	}
+	return nil
+}
+
+// Rejects implements Store.
+func (s *PGStore) Rejects(ctx context.Context, sync string, limit int) ([]Reject, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	// COLLATE "C" makes ties sort in byte order, like the file store,
+	// whatever the database's collation.
+	rows, err := s.pool.Query(ctx, `
+		SELECT sync, row_key, code, message, payload, attempts, first_seen, last_seen
+		FROM prismsync.rejects WHERE $1 = '' OR sync = $1
+		ORDER BY last_seen DESC, sync COLLATE "C", row_key COLLATE "C"
+		LIMIT $2`, sync, lim)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list rejects: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Reject, error) {
+		var r Reject
+		err := row.Scan(&r.Sync, &r.RowKey, &r.Code, &r.Message, &r.Payload, &r.Attempts, &r.FirstSeen, &r.LastSeen)
+		r.RowKey = normKey(r.RowKey)
+		r.FirstSeen, r.LastSeen = r.FirstSeen.UTC(), r.LastSeen.UTC()
+		return r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list rejects: %w", err)
+	}
+	return out, nil
+}
+
+// CountRejects implements Store.
+func (s *PGStore) CountRejects(ctx context.Context, sync string) (int, error) {
+	var n int
+	if err := s.pool.QueryRow(ctx, `SELECT count(*) FROM prismsync.rejects WHERE $1 = '' OR sync = $1`, sync).Scan(&n); err != nil {
+		return 0, fmt.Errorf("checkpoint: count rejects: %w", err)
+	}
+	return n, nil
+}
+
+// Syncs implements Store.
+func (s *PGStore) Syncs(ctx context.Context) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT sync FROM prismsync.positions UNION SELECT sync FROM prismsync.sync_history`)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list syncs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: list syncs: %w", err)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Forget implements Store.
+func (s *PGStore) Forget(ctx context.Context, sync string) error {
+	if err := checkSync(sync); err != nil {
+		return err
+	}
+	b := &pgx.Batch{}
+	for _, table := range []string{"positions", "sync_history", "journal", "rejects"} {
+		b.Queue(`DELETE FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+` WHERE sync = $1`, sync)
+	}
+	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {
+		return fmt.Errorf("checkpoint: forget sync %q: %w", sync, err)
+	}
+	return nil
+}

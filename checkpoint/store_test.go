@@ -1,0 +1,658 @@
+package checkpoint
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// harness adapts one Store implementation to the conformance suite. A
+// location is a database DSN or a file path.
+type harness struct {
+	newLoc func(t *testing.T) string
+	open   func(t *testing.T, loc string) (Store, error)
+	// dropPosition deletes the position of sync behind the store's back
+	// (no store is open on loc).
+	dropPosition func(t *testing.T, loc, sync string)
+	// setVersion marks loc as written by format version v (no store open).
+	setVersion func(t *testing.T, loc string, v int)
+}
+
+// fakeClock is a settable clock; stores read it through their now field.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func setClock(t *testing.T, s Store, c *fakeClock) {
+	t.Helper()
+	switch s := s.(type) {
+	case *PGStore:
+		s.now = c.Now
+	case *FileStore:
+		s.now = c.Now
+	default:
+		t.Fatalf("setClock: unknown store %T", s)
+	}
+}
+
+// openStore opens a store on loc, sets its clock and closes it at the end.
+func (h harness) openStore(t *testing.T, loc string, c *fakeClock) Store {
+	t.Helper()
+	s, err := h.open(t, loc)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if c != nil {
+		setClock(t, s, c)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func pos(cursor string, key ...string) Position { return Position{Cursor: cursor, Key: key} }
+
+func batch(sync, key string, from, to Position, body string) Batch {
+	return Batch{Sync: sync, Key: key, Attempt: 1, From: from, To: to, Rows: 2, Body: []byte(body), Object: "organization"}
+}
+
+// sameBatch compares the fields the store must round-trip.
+func sameBatch(t *testing.T, got, want Batch) {
+	t.Helper()
+	if got.Sync != want.Sync || got.Key != want.Key || got.Attempt != want.Attempt || got.Rows != want.Rows ||
+		got.Object != want.Object || got.JobID != want.JobID {
+		t.Errorf("batch = %+v, want %+v", summary(got), summary(want))
+	}
+	if !got.From.Equal(want.From) || !got.To.Equal(want.To) {
+		t.Errorf("batch %s positions = %v..%v, want %v..%v", want.Key, got.From, got.To, want.From, want.To)
+	}
+	if !bytes.Equal(got.Body, want.Body) {
+		t.Errorf("batch %s body = %d bytes %.40q, want %d bytes %.40q", want.Key, len(got.Body), got.Body, len(want.Body), want.Body)
+	}
+	if !want.CreatedAt.IsZero() && !got.CreatedAt.Equal(want.CreatedAt) {
+		t.Errorf("batch %s created_at = %v, want %v", want.Key, got.CreatedAt, want.CreatedAt)
+	}
+}
+
+func summary(b Batch) string {
+	return fmt.Sprintf("{sync=%s key=%s attempt=%d rows=%d object=%s job=%s}", b.Sync, b.Key, b.Attempt, b.Rows, b.Object, b.JobID)
+}
+
+func keys(bs []Batch) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Key)
+	}
+	return out
+}
+
+// testStore is the conformance suite every Store implementation passes.
+func testStore(t *testing.T, h harness) {
+	ctx := context.Background()
+
+	t.Run("Fresh", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		if st.Exists || !st.Position.IsZero() || st.Batches != 0 || st.Fingerprint != "" || !st.UpdatedAt.IsZero() {
+			t.Errorf("fresh Load = %+v, want zero state", st)
+		}
+		p, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if len(p) != 0 {
+			t.Errorf("fresh Pending = %v", keys(p))
+		}
+		rs, err := s.Rejects(ctx, "", 0)
+		must(t, err)
+		n, err := s.CountRejects(ctx, "")
+		must(t, err)
+		if len(rs) != 0 || n != 0 {
+			t.Errorf("fresh rejects = %v, count %d", rs, n)
+		}
+		syncs, err := s.Syncs(ctx)
+		must(t, err)
+		if len(syncs) != 0 {
+			t.Errorf("fresh Syncs = %v", syncs)
+		}
+	})
+
+	t.Run("EmptyNamesRefused", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		if _, err := s.Load(ctx, ""); err == nil {
+			t.Error("Load(\"\") succeeded")
+		}
+		if err := s.Journal(ctx, batch("", "k", Position{}, Position{}, "x")); err == nil {
+			t.Error("Journal with empty sync succeeded")
+		}
+		if err := s.Journal(ctx, batch("orgs", "", Position{}, Position{}, "x")); err == nil {
+			t.Error("Journal with empty key succeeded")
+		}
+		if err := s.Commit(ctx, "", "k", pos("1"), "", nil, nil); err == nil {
+			t.Error("Commit with empty sync succeeded")
+		}
+	})
+
+	t.Run("CommitAndLoad", func(t *testing.T) {
+		clock := newClock()
+		s := h.openStore(t, h.newLoc(t), clock)
+		must(t, s.Commit(ctx, "orgs", "k1", pos("2026-01-02 03:04:05.123456+00", "7", "a b"), "fp1", nil, nil))
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		want := State{Position: pos("2026-01-02 03:04:05.123456+00", "7", "a b"), Exists: true, Fingerprint: "fp1",
+			Batches: 1, UpdatedAt: stamp(clock.Now())}
+		if !st.Position.Equal(want.Position) || st.Exists != want.Exists || st.Fingerprint != want.Fingerprint ||
+			st.Batches != want.Batches || !st.UpdatedAt.Equal(want.UpdatedAt) {
+			t.Errorf("Load = %+v, want %+v", st, want)
+		}
+		if st.UpdatedAt.Location() != time.UTC {
+			t.Errorf("UpdatedAt zone = %v, want UTC", st.UpdatedAt.Location())
+		}
+
+		clock.Advance(time.Minute)
+		must(t, s.Commit(ctx, "orgs", "k2", pos("2026-01-03 00:00:00+00", "8", "c"), "fp2", nil, nil))
+		st, err = s.Load(ctx, "orgs")
+		must(t, err)
+		if !st.Position.Equal(pos("2026-01-03 00:00:00+00", "8", "c")) || st.Batches != 2 || st.Fingerprint != "fp2" ||
+			!st.UpdatedAt.Equal(stamp(clock.Now())) {
+			t.Errorf("after second commit Load = %+v", st)
+		}
+
+		// A commit back to the zero position (e.g. a deliberate rewind) is
+		// kept as such, and the sync still exists.
+		must(t, s.Commit(ctx, "orgs", "k3", Position{}, "fp2", nil, nil))
+		st, err = s.Load(ctx, "orgs")
+		must(t, err)
+		if !st.Exists || !st.Position.IsZero() || st.Position.Key != nil || st.Batches != 3 {
+			t.Errorf("after commit to zero Load = %+v", st)
+		}
+
+		other, err := s.Load(ctx, "contacts")
+		must(t, err)
+		if other.Exists {
+			t.Errorf("untouched sync exists: %+v", other)
+		}
+		must(t, s.Commit(ctx, "contacts", "c1", pos("5"), "", nil, nil))
+		syncs, err := s.Syncs(ctx)
+		must(t, err)
+		if !slices.Equal(syncs, []string{"contacts", "orgs"}) {
+			t.Errorf("Syncs = %v", syncs)
+		}
+	})
+
+	t.Run("PositionValuesExact", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		// Text representations must come back byte for byte, including
+		// whitespace, quotes, unicode and empty strings inside the key.
+		p := pos(" 12.500 ", "", `a"b,c{}`, "ünï  cödé", "NULL", `\N`)
+		must(t, s.Commit(ctx, "orgs", "k", p, "", nil, nil))
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		if !st.Position.Equal(p) {
+			t.Errorf("position = %#v, want %#v", st.Position, p)
+		}
+	})
+
+	t.Run("JournalPending", func(t *testing.T) {
+		clock := newClock()
+		s := h.openStore(t, h.newLoc(t), clock)
+		b1 := batch("orgs", "key-1", Position{}, pos("10", "1"), `{"objects":[1]}`)
+		b2 := batch("orgs", "key-2", pos("10", "1"), pos("20", "2"), `{"objects":[2]}`)
+		b3 := batch("orgs", "key-3", pos("20", "2"), pos("30", "3"), `{"objects":[3]}`)
+		other := batch("contacts", "key-1", Position{}, pos("1"), `{"other":true}`)
+		must(t, s.Journal(ctx, b1))
+		clock.Advance(time.Second)
+		must(t, s.Journal(ctx, b2))
+		must(t, s.Journal(ctx, other))
+		// Same clock reading as b2: insertion order breaks the tie.
+		must(t, s.Journal(ctx, b3))
+
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"key-1", "key-2", "key-3"}) {
+			t.Fatalf("Pending = %v", keys(got))
+		}
+		b1.CreatedAt = stamp(newClock().Now())
+		sameBatch(t, got[0], b1)
+		sameBatch(t, got[1], b2)
+		sameBatch(t, got[2], b3)
+		if !got[1].CreatedAt.Equal(stamp(clock.Now())) || got[1].CreatedAt.Location() != time.UTC {
+			t.Errorf("CreatedAt = %v, want %v (UTC)", got[1].CreatedAt, stamp(clock.Now()))
+		}
+		oc, err := s.Pending(ctx, "contacts")
+		must(t, err)
+		if len(oc) != 1 {
+			t.Fatalf("Pending(contacts) = %v", keys(oc))
+		}
+		sameBatch(t, oc[0], other)
+
+		// The store returns copies: changing them changes nothing stored.
+		got[0].Body[0] = 'X'
+		again, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		sameBatch(t, again[0], b1)
+
+		// Journaling a batch does not make a sync exist.
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		if st.Exists {
+			t.Errorf("journal alone made the sync exist: %+v", st)
+		}
+	})
+
+	t.Run("JournalExplicitCreatedAt", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), newClock())
+		late := batch("orgs", "late", Position{}, pos("1"), "a")
+		late.CreatedAt = time.Date(2030, 1, 1, 0, 0, 0, 999, time.FixedZone("X", 3600))
+		early := batch("orgs", "early", Position{}, pos("1"), "b")
+		early.CreatedAt = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+		must(t, s.Journal(ctx, late))
+		must(t, s.Journal(ctx, early))
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"early", "late"}) {
+			t.Fatalf("Pending = %v, want oldest CreatedAt first", keys(got))
+		}
+		if want := late.CreatedAt.UTC().Truncate(time.Microsecond); !got[1].CreatedAt.Equal(want) {
+			t.Errorf("CreatedAt = %v, want %v", got[1].CreatedAt, want)
+		}
+	})
+
+	t.Run("JournalReplace", func(t *testing.T) {
+		clock := newClock()
+		s := h.openStore(t, h.newLoc(t), clock)
+		b1 := batch("orgs", "a", Position{}, pos("1"), "first")
+		b2 := batch("orgs", "b", pos("1"), pos("2"), "second")
+		must(t, s.Journal(ctx, b1))
+		clock.Advance(time.Second)
+		must(t, s.Journal(ctx, b2))
+		clock.Advance(time.Second)
+		// A retry re-journals "a" with a new attempt and body: it replaces the
+		// entry and keeps its place (and CreatedAt) ahead of "b".
+		b1r := b1
+		b1r.Attempt, b1r.Body, b1r.Rows, b1r.JobID = 2, []byte("first, retried"), 1, "job-9"
+		must(t, s.Journal(ctx, b1r))
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"a", "b"}) {
+			t.Fatalf("Pending = %v", keys(got))
+		}
+		b1r.CreatedAt = stamp(newClock().Now())
+		sameBatch(t, got[0], b1r)
+	})
+
+	t.Run("SetJobIDAndDrop", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		must(t, s.Journal(ctx, batch("orgs", "a", Position{}, pos("1"), "x")))
+		must(t, s.Journal(ctx, batch("orgs", "b", pos("1"), pos("2"), "y")))
+		must(t, s.SetJobID(ctx, "orgs", "b", "job-123"))
+		err := s.SetJobID(ctx, "orgs", "nope", "job-1")
+		if !errors.Is(err, ErrNotJournaled) {
+			t.Errorf("SetJobID of unknown batch = %v, want ErrNotJournaled", err)
+		}
+		if err := s.SetJobID(ctx, "contacts", "b", "job-1"); !errors.Is(err, ErrNotJournaled) {
+			t.Errorf("SetJobID of another sync's batch = %v, want ErrNotJournaled", err)
+		}
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if len(got) != 2 || got[0].JobID != "" || got[1].JobID != "job-123" {
+			t.Fatalf("job ids after SetJobID: %+v", got)
+		}
+
+		must(t, s.Drop(ctx, "orgs", "a"))
+		must(t, s.Drop(ctx, "orgs", "a")) // idempotent
+		must(t, s.Drop(ctx, "orgs", "never"))
+		got, err = s.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"b"}) || got[0].JobID != "job-123" {
+			t.Fatalf("after Drop Pending = %+v", got)
+		}
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		if st.Exists || st.Batches != 0 {
+			t.Errorf("Drop advanced the sync: %+v", st)
+		}
+	})
+
+	t.Run("CommitRemovesJournalEntry", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		must(t, s.Journal(ctx, batch("orgs", "a", Position{}, pos("1"), "x")))
+		must(t, s.Journal(ctx, batch("orgs", "b", pos("1"), pos("2"), "y")))
+		must(t, s.Journal(ctx, batch("contacts", "a", Position{}, pos("1"), "z")))
+		must(t, s.Commit(ctx, "orgs", "a", pos("1"), "fp", nil, nil))
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"b"}) {
+			t.Errorf("Pending(orgs) after commit = %v", keys(got))
+		}
+		got, err = s.Pending(ctx, "contacts")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"a"}) {
+			t.Errorf("commit of orgs/a touched contacts/a: Pending = %v", keys(got))
+		}
+		// A batch that was never journaled may still be committed.
+		must(t, s.Commit(ctx, "orgs", "never-journaled", pos("3"), "fp", nil, nil))
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		if !st.Position.Equal(pos("3")) || st.Batches != 2 {
+			t.Errorf("Load = %+v", st)
+		}
+	})
+
+	t.Run("LargeBody", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		// Incompressible random bytes and a large compressible JSON body.
+		rnd := make([]byte, 3<<20)
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range rnd {
+			rnd[i] = byte(r.Uint32())
+		}
+		var js bytes.Buffer
+		js.WriteString(`{"objects":[`)
+		for i := 0; js.Len() < 8<<20; i++ {
+			if i > 0 {
+				js.WriteByte(',')
+			}
+			fmt.Fprintf(&js, `{"default":{"name":"org %d","domain":"org%d.example"}}`, i, i)
+		}
+		js.WriteString(`]}`)
+		must(t, s.Journal(ctx, Batch{Sync: "orgs", Key: "rnd", Body: rnd, From: Position{}, To: pos("1")}))
+		must(t, s.Journal(ctx, Batch{Sync: "orgs", Key: "json", Body: js.Bytes(), From: pos("1"), To: pos("2")}))
+		must(t, s.Journal(ctx, Batch{Sync: "orgs", Key: "empty", From: pos("2"), To: pos("2")}))
+		got, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		if len(got) != 3 {
+			t.Fatalf("Pending = %v", keys(got))
+		}
+		if !bytes.Equal(got[0].Body, rnd) || !bytes.Equal(got[1].Body, js.Bytes()) || len(got[2].Body) != 0 {
+			t.Errorf("bodies did not round-trip: %d/%d, %d/%d, %d bytes", len(got[0].Body), len(rnd), len(got[1].Body), js.Len(), len(got[2].Body))
+		}
+	})
+
+	t.Run("Rejects", func(t *testing.T) {
+		clock := newClock()
+		s := h.openStore(t, h.newLoc(t), clock)
+		t0 := stamp(clock.Now())
+		must(t, s.Commit(ctx, "orgs", "b1", pos("10"), "fp", []Reject{
+			{RowKey: []string{"1"}, Code: "invalid_value", Message: "bad domain", Payload: []byte(`{"d":1}`)},
+			{RowKey: []string{"2"}, Code: "invalid_value", Message: "bad name"},
+			{Sync: "ignored", RowKey: []string{"3"}, Code: "c", Message: "m"},
+		}, nil))
+		clock.Advance(time.Minute)
+		t1 := stamp(clock.Now())
+		must(t, s.Commit(ctx, "contacts", "c1", pos("5"), "fp", []Reject{
+			{RowKey: []string{"1"}, Code: "dup", Message: "duplicate"},
+		}, nil))
+		clock.Advance(time.Minute)
+		t2 := stamp(clock.Now())
+		// Row 1 rejected again (new code/message/payload), row 2 now
+		// accepted, row 4 new.
+		must(t, s.Commit(ctx, "orgs", "b2", pos("20"), "fp", []Reject{
+			{RowKey: []string{"1"}, Code: "missing_required", Message: "name required", Payload: []byte(`{"d":2}`)},
+			{RowKey: []string{"4"}, Code: "x", Message: "y", Attempts: 3},
+		}, [][]string{{"2"}, {"does-not-exist"}}))
+
+		all, err := s.Rejects(ctx, "", 0)
+		must(t, err)
+		type row struct {
+			sync, key, code, msg, payload string
+			attempts                      int
+			first, last                   time.Time
+		}
+		var gotRows []row
+		for _, r := range all {
+			gotRows = append(gotRows, row{r.Sync, strings.Join(r.RowKey, "|"), r.Code, r.Message, string(r.Payload), r.Attempts, r.FirstSeen, r.LastSeen})
+		}
+		wantRows := []row{
+			{"orgs", "1", "missing_required", "name required", `{"d":2}`, 2, t0, t2},
+			{"orgs", "4", "x", "y", "", 3, t2, t2},
+			{"contacts", "1", "dup", "duplicate", "", 1, t1, t1},
+			{"orgs", "3", "c", "m", "", 1, t0, t0},
+		}
+		if !slices.Equal(gotRows, wantRows) {
+			t.Errorf("Rejects(all) =\n%v\nwant\n%v", gotRows, wantRows)
+		}
+
+		orgs, err := s.Rejects(ctx, "orgs", 0)
+		must(t, err)
+		if len(orgs) != 3 {
+			t.Errorf("Rejects(orgs) = %d rows, want 3", len(orgs))
+		}
+		two, err := s.Rejects(ctx, "", 2)
+		must(t, err)
+		if len(two) != 2 || two[0].RowKey[0] != "1" || two[1].RowKey[0] != "4" {
+			t.Errorf("Rejects(limit 2) = %+v", two)
+		}
+		for sync, want := range map[string]int{"": 4, "orgs": 3, "contacts": 1, "none": 0} {
+			n, err := s.CountRejects(ctx, sync)
+			must(t, err)
+			if n != want {
+				t.Errorf("CountRejects(%q) = %d, want %d", sync, n, want)
+			}
+		}
+	})
+
+	t.Run("RejectKeysAndText", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		// Composite keys that would collide if joined naively, and text
+		// PostgreSQL cannot store as is (NUL, invalid UTF-8).
+		must(t, s.Commit(ctx, "orgs", "b", pos("1"), "", []Reject{
+			{RowKey: []string{"a,b"}, Code: "c\x00ode", Message: "bad \xff byte"},
+			{RowKey: []string{"a", "b"}, Code: "c", Message: "m"},
+			{RowKey: []string{"a", "b", ""}, Code: "c", Message: "m"},
+		}, nil))
+		n, err := s.CountRejects(ctx, "orgs")
+		must(t, err)
+		if n != 3 {
+			t.Fatalf("CountRejects = %d, want 3 distinct keys", n)
+		}
+		must(t, s.Commit(ctx, "orgs", "b2", pos("2"), "", nil, [][]string{{"a", "b"}}))
+		rs, err := s.Rejects(ctx, "orgs", 0)
+		must(t, err)
+		var ks []string
+		for _, r := range rs {
+			ks = append(ks, fmt.Sprintf("%q", r.RowKey))
+			if r.RowKey[0] == "a,b" && (r.Code != "c\uFFFDode" || r.Message != "bad \uFFFD byte") {
+				t.Errorf("text not cleaned: code %q message %q", r.Code, r.Message)
+			}
+		}
+		slices.Sort(ks)
+		if want := []string{`["a" "b" ""]`, `["a,b"]`}; !slices.Equal(ks, want) {
+			t.Errorf("remaining keys = %v, want %v", ks, want)
+		}
+	})
+
+	t.Run("SurvivesReopen", func(t *testing.T) {
+		loc := h.newLoc(t)
+		clock := newClock()
+		s, err := h.open(t, loc)
+		must(t, err)
+		setClock(t, s, clock)
+		must(t, s.Journal(ctx, batch("orgs", "k1", Position{}, pos("1", "a"), "body-1")))
+		must(t, s.Journal(ctx, batch("orgs", "k2", pos("1", "a"), pos("2", "b"), "body-2")))
+		must(t, s.SetJobID(ctx, "orgs", "k2", "job-2"))
+		must(t, s.Commit(ctx, "orgs", "k1", pos("1", "a"), "fp", []Reject{{RowKey: []string{"9"}, Code: "c", Message: "m", Payload: []byte("p")}}, nil))
+		must(t, s.Close())
+
+		s2 := h.openStore(t, loc, nil)
+		st, err := s2.Load(ctx, "orgs")
+		must(t, err)
+		if !st.Exists || !st.Position.Equal(pos("1", "a")) || st.Batches != 1 || st.Fingerprint != "fp" ||
+			!st.UpdatedAt.Equal(stamp(clock.Now())) {
+			t.Errorf("after reopen Load = %+v", st)
+		}
+		got, err := s2.Pending(ctx, "orgs")
+		must(t, err)
+		if len(got) != 1 {
+			t.Fatalf("after reopen Pending = %v", keys(got))
+		}
+		want := batch("orgs", "k2", pos("1", "a"), pos("2", "b"), "body-2")
+		want.JobID = "job-2"
+		want.CreatedAt = stamp(clock.Now())
+		sameBatch(t, got[0], want)
+		rs, err := s2.Rejects(ctx, "orgs", 0)
+		must(t, err)
+		if len(rs) != 1 || rs[0].Code != "c" || string(rs[0].Payload) != "p" || rs[0].Attempts != 1 {
+			t.Errorf("after reopen Rejects = %+v", rs)
+		}
+		// The journal's insertion order survives too.
+		must(t, s2.Journal(ctx, batch("orgs", "k3", pos("2", "b"), pos("3", "c"), "body-3")))
+		got, err = s2.Pending(ctx, "orgs")
+		must(t, err)
+		if !slices.Equal(keys(got), []string{"k2", "k3"}) {
+			t.Errorf("Pending = %v", keys(got))
+		}
+	})
+
+	t.Run("MissingCheckpoint", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		must(t, s.Commit(ctx, "orgs", "k1", pos("1"), "fp", nil, nil))
+		must(t, s.Commit(ctx, "orgs", "k2", pos("2"), "fp", nil, nil))
+		must(t, s.Commit(ctx, "contacts", "k1", pos("1"), "fp", nil, nil))
+		must(t, s.Close())
+
+		h.dropPosition(t, loc, "orgs")
+
+		s2 := h.openStore(t, loc, nil)
+		_, err = s2.Load(ctx, "orgs")
+		if !errors.Is(err, ErrCheckpointMissing) {
+			t.Fatalf("Load after losing the position = %v, want ErrCheckpointMissing", err)
+		}
+		var me *MissingCheckpointError
+		if !errors.As(err, &me) || me.Sync != "orgs" || me.Commits != 2 {
+			t.Errorf("error detail = %#v", me)
+		}
+		for _, want := range []string{`"orgs"`, "2 batch", "missing", "refusing", "Restore"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not mention %q", err, want)
+			}
+		}
+		// Other syncs are unaffected, and the lost sync is still listed.
+		if st, err := s2.Load(ctx, "contacts"); err != nil || !st.Exists {
+			t.Errorf("Load(contacts) = %+v, %v", st, err)
+		}
+		syncs, err := s2.Syncs(ctx)
+		must(t, err)
+		if !slices.Equal(syncs, []string{"contacts", "orgs"}) {
+			t.Errorf("Syncs = %v", syncs)
+		}
+
+		// Forget is the deliberate restart.
+		must(t, s2.Forget(ctx, "orgs"))
+		st, err := s2.Load(ctx, "orgs")
+		must(t, err)
+		if st.Exists || !st.Position.IsZero() {
+			t.Errorf("after Forget Load = %+v", st)
+		}
+	})
+
+	t.Run("Forget", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		must(t, s.Journal(ctx, batch("orgs", "a", Position{}, pos("1"), "x")))
+		must(t, s.Commit(ctx, "orgs", "z", pos("1"), "fp", []Reject{{RowKey: []string{"1"}, Code: "c"}}, nil))
+		must(t, s.Commit(ctx, "contacts", "z", pos("1"), "fp", []Reject{{RowKey: []string{"1"}, Code: "c"}}, nil))
+		must(t, s.Forget(ctx, "orgs"))
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		p, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		n, err := s.CountRejects(ctx, "")
+		must(t, err)
+		syncs, err := s.Syncs(ctx)
+		must(t, err)
+		if st.Exists || len(p) != 0 || n != 1 || !slices.Equal(syncs, []string{"contacts"}) {
+			t.Errorf("after Forget: state %+v, pending %d, rejects %d, syncs %v", st, len(p), n, syncs)
+		}
+	})
+
+	t.Run("UnsupportedVersion", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
+		must(t, s.Close())
+		h.setVersion(t, loc, 99)
+		s2, err := h.open(t, loc)
+		if err == nil {
+			s2.Close()
+			t.Fatal("open of a newer format succeeded")
+		}
+		if !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "99") {
+			t.Errorf("open of a newer format = %v, want ErrUnsupportedVersion naming version 99", err)
+		}
+	})
+
+	t.Run("ConcurrentUse", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		const syncs, commits = 4, 15
+		var wg sync.WaitGroup
+		errs := make(chan error, syncs*commits*3)
+		for i := range syncs {
+			wg.Go(func() {
+				name := fmt.Sprintf("sync%d", i)
+				for j := range commits {
+					key := fmt.Sprintf("k%d", j)
+					if err := s.Journal(ctx, batch(name, key, pos(fmt.Sprint(j)), pos(fmt.Sprint(j+1)), key)); err != nil {
+						errs <- err
+					}
+					if _, err := s.Pending(ctx, name); err != nil {
+						errs <- err
+					}
+					rej := []Reject{{RowKey: []string{"shared"}, Code: key}}
+					if err := s.Commit(ctx, name, key, pos(fmt.Sprint(j+1)), "fp", rej, nil); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+		for i := range syncs {
+			name := fmt.Sprintf("sync%d", i)
+			st, err := s.Load(ctx, name)
+			must(t, err)
+			p, err := s.Pending(ctx, name)
+			must(t, err)
+			rs, err := s.Rejects(ctx, name, 0)
+			must(t, err)
+			if st.Batches != commits || !st.Position.Equal(pos(fmt.Sprint(commits))) || len(p) != 0 ||
+				len(rs) != 1 || rs[0].Attempts != commits {
+				t.Errorf("%s: state %+v, pending %v, rejects %+v", name, st, keys(p), rs)
+			}
+		}
+	})
+}
