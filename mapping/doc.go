@@ -1,0 +1,17 @@
+// Package mapping reads the declarative mapping file that tells prismsync which
+// PostgreSQL rows become which Prism objects, and turns one sync of that file
+// into an Encoder that writes a row straight into a JSON import body.
+//
+// The work is split in two stages on purpose. Parse and Load check everything
+// that can be checked offline (YAML shape, unknown keys, slugs, cron specs,
+// transforms) and report every finding as FILE:LINE:COL so a user can fix a
+// file in one pass. Sync.Compile then binds the sync to the real column list of
+// the source query, because only the database knows the column types, and
+// rejects combinations that could never encode (for example a bytea column
+// without an encode transform). After that, Encoder.Encode is the hot path: it
+// appends one object per row into a caller-owned buffer without building maps,
+// and the key order is the file order so request bodies are byte-stable.
+//
+// The complete user reference (every key, the type encoding table, transforms
+// and defaults) lives in docs/mapping.md.
+package mapping

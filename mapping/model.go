@@ -1,0 +1,183 @@
+package mapping
+
+import "strconv"
+
+// File is a parsed, valid mapping file.
+type File struct {
+	Path  string
+	Syncs []*Sync
+	// Warnings are the warning findings of the parse that produced the file.
+	Warnings Findings
+}
+
+// Sync returns the sync with the given name.
+func (f *File) Sync(name string) (*Sync, bool) {
+	for _, s := range f.Syncs {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// Default values applied by Parse when a key is absent.
+const (
+	DefaultBatchSize = 500
+	MinBatchSize     = 1
+	MaxBatchSize     = 10000
+	DefaultObject    = "organization"
+)
+
+// Objects lists the Prism object types a sync may target.
+var objects = []string{"organization", "contact", "identity", "deal", "action", "document", "engagement"}
+
+// Sync is one entry of the file's syncs list: where rows come from, where
+// they go, and how each row becomes an object.
+type Sync struct {
+	Name     string
+	Schedule string // "" means the daemon's default schedule
+	Source   Source
+	Target   Target
+	// BatchSize is the number of rows per import request (1..10000, default 500).
+	BatchSize int
+	// Properties become the object's "default" map, in this order.
+	Properties []Property
+	// ListProperties become the object's "list" map; nil when not configured.
+	ListProperties []Property
+
+	file      string
+	line, col int
+}
+
+// Source says which rows to read.
+type Source struct {
+	Table  string   // schema-qualified or bare table name; exclusive with Query
+	Query  string   // a SELECT, wrapped as a subquery by the reader; exclusive with Table
+	Key    []string // unique row key: tie-breaker for the cursor and row identity
+	Cursor string   // column whose value is checkpointed
+}
+
+// Target says which Prism object type receives the rows and how matches are
+// handled.
+type Target struct {
+	Object          string
+	DedupeBy        string // a property slug, "" for none
+	CaseInsensitive bool
+	UpdateExisting  bool // default true for a sync, unlike the API which skips matches
+	ListID          string
+}
+
+// SourceKind tells where a property's value comes from.
+type SourceKind int
+
+// The four ways a property can get its value.
+const (
+	FromColumn SourceKind = iota + 1
+	FromValue
+	FromTemplate
+	FromCoalesce
+)
+
+// Unmapped policies for values not found in a property's map.
+const (
+	UnmappedKeep    = "keep"
+	UnmappedReject  = "reject"
+	UnmappedDefault = "default"
+)
+
+// Property is one slug of the target object and the recipe for its value.
+type Property struct {
+	Slug string
+	Kind SourceKind
+	// Column is set for FromColumn.
+	Column string
+	// Value is the constant for FromValue: nil, bool, string, Number or []any
+	// of those.
+	Value any
+	// Template is the raw template text for FromTemplate, e.g. "{first} {last}".
+	Template string
+	// Coalesce lists the columns for FromCoalesce; the first non-NULL wins.
+	Coalesce []string
+	// Type is an optional coercion: string, number, boolean, date, datetime, array.
+	Type string
+	// Transforms run in order after the value is read.
+	Transforms []Transform
+	// Map translates values (typically to select option slugs); nil when unset.
+	Map map[string]any
+	// MapDefault is used for unmapped values when Unmapped is "default".
+	MapDefault any
+	// Unmapped is keep, reject or default; only meaningful with Map.
+	Unmapped string
+	Required bool
+	OmitNull bool
+
+	tmpl      []tmplPart
+	file      string
+	line, col int
+}
+
+// Number is a numeric constant from the mapping file, kept as its JSON number
+// text so no float rounding happens between the file and the wire.
+type Number string
+
+// Transform is one step of a property's transform list.
+type Transform struct {
+	Name string // trim, lower, upper, null_if_empty, truncate, split, join, json_string, default, encode
+	Arg  string // SEP for split/join, VALUE for default, base64|hex for encode
+	N    int    // N for truncate
+}
+
+func (t Transform) String() string {
+	switch t.Name {
+	case "truncate":
+		return "truncate(" + strconv.Itoa(t.N) + ")"
+	case "split", "join", "default", "encode":
+		return t.Name + "(" + t.Arg + ")"
+	}
+	return t.Name
+}
+
+type tmplPart struct {
+	lit string
+	col string // "" for a literal part
+}
+
+// Columns returns every source column the properties and list properties
+// reference, deduplicated, in file order. Key and cursor columns are not
+// included unless a property uses them.
+func (s *Sync) Columns() []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(c string) {
+		if !seen[c] {
+			seen[c] = true
+			out = append(out, c)
+		}
+	}
+	for _, ps := range [][]Property{s.Properties, s.ListProperties} {
+		for i := range ps {
+			for _, c := range ps[i].columns() {
+				add(c)
+			}
+		}
+	}
+	return out
+}
+
+func (p *Property) columns() []string {
+	switch p.Kind {
+	case FromColumn:
+		return []string{p.Column}
+	case FromCoalesce:
+		return p.Coalesce
+	case FromTemplate:
+		var out []string
+		for _, part := range p.tmpl {
+			if part.col != "" {
+				out = append(out, part.col)
+			}
+		}
+		return out
+	}
+	return nil
+}
