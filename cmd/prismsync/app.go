@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"runtime/debug"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// app holds what the sync commands share: configuration, the database pool,
+// the checkpoint store, the API client and the mapping.
+type app struct {
+	cfg    *Config
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	store  checkpoint.Store
+	api    *prism.Client
+	syncs  []*mapping.Sync
+	stderr io.Writer
+}
+
+func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app, error) {
+	cfg, err := loadConfig(ctx, env, needs{db: true, api: true})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stderr: stderr}
+	mf, err := mapping.Load(cfg.MappingFile)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range mf.Syncs {
+		if s.Schedule == "" {
+			s.Schedule = cfg.Schedule
+		}
+	}
+	a.syncs = mf.Syncs
+	if a.pool, err = openPool(ctx, cfg.DatabaseURL); err != nil {
+		return nil, err
+	}
+	dsn := ""
+	if cfg.CheckpointStore == "postgres" {
+		dsn = cfg.DatabaseURL
+	}
+	if a.store, err = checkpoint.Open(ctx, cfg.CheckpointStore, dsn); err != nil {
+		a.pool.Close()
+		return nil, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
+	}
+	a.api, err = prism.New(prism.Config{
+		BaseURL:         cfg.BaseURL,
+		APIKey:          cfg.APIKey,
+		TeamID:          cfg.TeamID,
+		RateLimit:       cfg.RateLimit,
+		FirstPoll:       cfg.PollMin,
+		MaxPollInterval: cfg.PollMax,
+		Logger:          a.log,
+		UserAgent:       "prismsync/" + version(),
+	})
+	if err != nil {
+		a.close()
+		return nil, &usageError{err}
+	}
+	return a, nil
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.pool != nil {
+		a.pool.Close()
+	}
+}
+
+func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
+	return &connector.Syncer{
+		Sync:           s,
+		DB:             a.pool,
+		Store:          a.store,
+		API:            a.api,
+		Logger:         a.log.With("sync", s.Name),
+		MaxJobAttempts: a.cfg.MaxJobAttempts,
+	}
+}
+
+// openPool connects to the source database. Every session runs in UTC with
+// ISO dates so cursor positions kept as text are exact and comparable.
+func openPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors can echo the DSN; say only what is wrong.
+		return nil, &usageError{errors.New("DATABASE_URL is not a valid PostgreSQL connection string")}
+	}
+	rp := pc.ConnConfig.RuntimeParams
+	if _, ok := rp["application_name"]; !ok {
+		rp["application_name"] = "prismsync"
+	}
+	if _, ok := rp["statement_timeout"]; !ok {
+		rp["statement_timeout"] = "300000" // 5 min: a page read should never take longer
+	}
+	rp["TimeZone"] = "UTC"
+	rp["DateStyle"] = "ISO, YMD"
+	rp["IntervalStyle"] = "iso_8601"
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, &unreachableError{fmt.Errorf("database %s: %w", redactDSN(dsn), err)}
+	}
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, &unreachableError{fmt.Errorf("database %s unreachable: %w", redactDSN(dsn), err)}
+	}
+	return pool, nil
+}
+
+// redactDSN names the database for messages without its password.
+func redactDSN(dsn string) string {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return "(unparseable DSN)"
+	}
+	c := pc.ConnConfig
+	u := url.URL{Scheme: "postgres", Host: fmt.Sprintf("%s:%d", c.Host, c.Port), Path: "/" + c.Database}
+	if c.User != "" {
+		u.User = url.User(c.User)
+	}
+	return u.String()
+}
+
+// Set by the linker: -ldflags "-X main.buildVersion=v1.2.3 -X main.buildCommit=abc".
+var (
+	buildVersion = ""
+	buildCommit  = ""
+)
+
+func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+func versionString() string {
+	commit := buildCommit
+	if commit == "" {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" {
+					commit = s.Value
+				}
+			}
+		}
+	}
+	if commit == "" {
+		commit = "unknown"
+	}
+	return fmt.Sprintf("prismsync %s (commit %s)", version(), commit)
+}

@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/lmittmann/tint"
+	"github.com/sethvargo/go-envconfig"
+)
+
+// Config is everything prismsync reads from the environment. Every variable
+// is listed, with its default, in config.example.env.
+type Config struct {
+	DatabaseURL     string        `env:"DATABASE_URL"`
+	DatabaseURLFile string        `env:"DATABASE_URL_FILE"`
+	APIKey          string        `env:"MICRO_API_KEY"`
+	APIKeyFile      string        `env:"MICRO_API_KEY_FILE"`
+	TeamID          string        `env:"MICRO_TEAM_ID"`
+	BaseURL         string        `env:"MICRO_BASE_URL, default=https://developers.micro.so"`
+	MappingFile     string        `env:"MAPPING_FILE, default=mapping.yaml"`
+	Schedule        string        `env:"SYNC_SCHEDULE, default=@every 5m"`
+	CheckpointStore string        `env:"CHECKPOINT_STORE, default=postgres"`
+	LogLevel        string        `env:"LOG_LEVEL, default=info"`
+	LogFormat       string        `env:"LOG_FORMAT, default=auto"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=30s"`
+	RateLimit       float64       `env:"MICRO_RATE_LIMIT, default=10"`
+	PollMin         time.Duration `env:"MICRO_POLL_MIN, default=2s"`
+	PollMax         time.Duration `env:"MICRO_POLL_MAX, default=30s"`
+	MaxJobAttempts  int           `env:"MAX_JOB_ATTEMPTS, default=3"`
+	HTTPAddr        string        `env:"HTTP_ADDR, default=127.0.0.1:9464"`
+	MaxInflight     int           `env:"MAX_INFLIGHT, default=4"`
+	MonthlyRequests int           `env:"MICRO_MONTHLY_REQUESTS, default=1000"`
+	Lag             time.Duration `env:"SYNC_LAG, default=0s"`
+	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
+}
+
+// needs says which variables a command requires: validate and preview work
+// without API credentials.
+type needs struct{ db, api bool }
+
+// loadConfig reads the environment through lookup and reports every missing
+// or malformed variable in one error, so an operator fixes them all at once.
+func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Config, error) {
+	var cfg Config
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: lookup}); err != nil {
+		return nil, &usageError{fmt.Errorf("environment: %w", err)}
+	}
+	var problems []string
+	fromFile := func(name string, val *string, file string) {
+		if file == "" {
+			return
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s_FILE: %v", name, err))
+			return
+		}
+		*val = strings.TrimSpace(string(b))
+	}
+	fromFile("DATABASE_URL", &cfg.DatabaseURL, cfg.DatabaseURLFile)
+	fromFile("MICRO_API_KEY", &cfg.APIKey, cfg.APIKeyFile)
+
+	var missing []string
+	if n.db && cfg.DatabaseURL == "" {
+		missing = append(missing, "DATABASE_URL")
+	}
+	if n.api {
+		if cfg.APIKey == "" {
+			missing = append(missing, "MICRO_API_KEY")
+		}
+		if cfg.TeamID == "" {
+			missing = append(missing, "MICRO_TEAM_ID")
+		}
+	}
+	if len(missing) > 0 {
+		problems = append(problems, "missing "+strings.Join(missing, ", ")+" (see config.example.env)")
+	}
+	if cfg.TeamID != "" {
+		if _, err := uuid.Parse(cfg.TeamID); err != nil {
+			problems = append(problems, fmt.Sprintf("MICRO_TEAM_ID %q is not a UUID (copy it from Settings → API)", cfg.TeamID))
+		}
+	}
+	if cs := cfg.CheckpointStore; cs != "postgres" && !(strings.HasPrefix(cs, "file:") && len(cs) > len("file:")) {
+		problems = append(problems, fmt.Sprintf("CHECKPOINT_STORE %q: want postgres or file:PATH", cs))
+	}
+	if _, err := parseLevel(cfg.LogLevel); err != nil {
+		problems = append(problems, err.Error())
+	}
+	switch cfg.LogFormat {
+	case "auto", "text", "json":
+	default:
+		problems = append(problems, fmt.Sprintf("LOG_FORMAT %q: want auto, text or json", cfg.LogFormat))
+	}
+	if cfg.MaxInflight < 1 {
+		problems = append(problems, "MAX_INFLIGHT must be at least 1")
+	}
+	if cfg.MonthlyRequests < 0 {
+		problems = append(problems, "MICRO_MONTHLY_REQUESTS must not be negative (0 disables the budget)")
+	}
+	if cfg.MaxRejectShare <= 0 || cfg.MaxRejectShare > 1 {
+		problems = append(problems, "MAX_REJECT_SHARE must be in (0, 1]")
+	}
+	if cfg.MaxJobAttempts < 1 {
+		problems = append(problems, "MAX_JOB_ATTEMPTS must be at least 1")
+	}
+	if len(problems) > 0 {
+		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}
+	}
+	return &cfg, nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger builds the logger LOG_FORMAT asks for: tint for a person at a
+// terminal, JSON for log collectors.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	lvl, _ := parseLevel(level)
+	if format == "auto" {
+		format = "json"
+		if isTerminal(w) {
+			format = "text"
+		}
+	}
+	if format == "text" {
+		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,130 @@
+// Command prismsync keeps Micro CRM objects in step with PostgreSQL rows.
+//
+// main only wires the process to Run: arguments, environment, standard
+// streams and signals. Everything else is testable through Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// Exit codes: one place decides them so scripts and systemd can rely on them.
+const (
+	exitOK          = 0
+	exitFailure     = 1 // a sync failed at run time
+	exitUsage       = 2 // bad flags, environment or mapping: fix the configuration
+	exitUnreachable = 3 // database or checkpoint store unreachable
+)
+
+func main() {
+	ctx, stop := signalContext()
+	defer stop()
+	err := Run(ctx, os.Args[1:], envconfig.OsLookuper(), os.Stdout, os.Stderr)
+	code := exitCode(err)
+	if err != nil && !errors.Is(err, errSilent) {
+		fmt.Fprintf(os.Stderr, "prismsync: %v\n", err)
+	}
+	os.Exit(code)
+}
+
+// signalContext cancels on the first SIGINT/SIGTERM, so work drains; a
+// second signal exits at once (the journal makes that safe).
+func signalContext() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := make(chan os.Signal, 2)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-ch
+		cancel()
+		<-ch
+		fmt.Fprintln(os.Stderr, "prismsync: second signal, exiting now")
+		os.Exit(exitFailure)
+	}()
+	return ctx, func() { signal.Stop(ch); cancel() }
+}
+
+// usageError is a problem the operator fixes in flags, environment or the
+// mapping file.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// unreachableError is a database or store that cannot be reached.
+type unreachableError struct{ err error }
+
+func (e *unreachableError) Error() string { return e.err.Error() }
+func (e *unreachableError) Unwrap() error { return e.err }
+
+// errSilent marks a failure already reported on stdout/stderr.
+var errSilent = errors.New("failed")
+
+func exitCode(err error) int {
+	var ue *usageError
+	var un *unreachableError
+	var fe *mapping.FindingsError
+	var pe *connector.PermanentError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue), errors.As(err, &fe):
+		return exitUsage
+	case errors.As(err, &un):
+		return exitUnreachable
+	case errors.As(err, &pe):
+		return exitFailure
+	default:
+		return exitFailure
+	}
+}
+
+const usage = `prismsync keeps Micro CRM objects in step with PostgreSQL rows.
+
+Usage:
+  prismsync run                  run every sync on its schedule until SIGINT/SIGTERM
+  prismsync once [--sync NAME]   one pass of each sync (or NAME) until caught up
+  prismsync validate             check the mapping file (and the source, with DATABASE_URL)
+  prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
+  prismsync version              print the version
+
+Configuration comes from the environment; see config.example.env.
+Run 'prismsync COMMAND --help' for a command's flags.
+`
+
+// Run executes one prismsync command.
+func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return &usageError{errors.New("no command given")}
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "run":
+		return runDaemon(ctx, rest, env, stderr)
+	case "once":
+		return runOnce(ctx, rest, env, stdout, stderr)
+	case "validate":
+		return runValidate(ctx, rest, env, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return &usageError{fmt.Errorf("unknown command %q", cmd)}
+	}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector/prism/prismtest"
+	"github.com/prismsync/prismsync/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+func TestConfigListsEveryMissingVariable(t *testing.T) {
+	err := Run(context.Background(), []string{"once"}, envconfig.MapLookuper(map[string]string{}), &bytes.Buffer{}, &bytes.Buffer{})
+	if err == nil {
+		t.Fatal("once without configuration succeeded")
+	}
+	for _, v := range []string{"DATABASE_URL", "MICRO_API_KEY", "MICRO_TEAM_ID"} {
+		if !strings.Contains(err.Error(), v) {
+			t.Errorf("error %q does not name %s", err, v)
+		}
+	}
+	if code := exitCode(err); code != exitUsage {
+		t.Errorf("exit code %d, want %d", code, exitUsage)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	err := Run(context.Background(), []string{"frobnicate"}, envconfig.MapLookuper(nil), &bytes.Buffer{}, &bytes.Buffer{})
+	if exitCode(err) != exitUsage {
+		t.Fatalf("unknown command: err %v, exit %d", err, exitCode(err))
+	}
+}
+
+// onceEnv sets up a database with a small table, a mapping file and a fake API.
+func onceEnv(t *testing.T, apiKey string) (map[string]string, *prismtest.Server) {
+	t.Helper()
+	dsn := pgtest.NewDB(t)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `CREATE TABLE items (id int PRIMARY KEY, title text, changed date NOT NULL);
+		INSERT INTO items SELECT g, 'item ' || g, date '2026-01-01' + g FROM generate_series(1, 250) g`); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mf := filepath.Join(dir, "mapping.yaml")
+	if err := os.WriteFile(mf, []byte(`syncs:
+  - name: items
+    source: { table: items, key: [id], cursor: changed }
+    target: { object: deal, dedupe_by: ext }
+    batch_size: 100
+    properties:
+      ext: id
+      title: title
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fake := prismtest.New(prismtest.Options{APIKey: "right-key"})
+	srv := httptest.NewServer(fake)
+	t.Cleanup(srv.Close)
+	t.Cleanup(fake.Close)
+	return map[string]string{
+		"DATABASE_URL": dsn, "MICRO_API_KEY": apiKey, "MICRO_TEAM_ID": uuid.NewString(),
+		"MICRO_BASE_URL": srv.URL, "MAPPING_FILE": mf, "LOG_FORMAT": "json",
+	}, fake
+}
+
+func TestOnceExitCodes(t *testing.T) {
+	t.Run("success", func(t *testing.T) {
+		env, fake := onceEnv(t, "right-key")
+		var stderr bytes.Buffer
+		err := Run(context.Background(), []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &stderr)
+		if code := exitCode(err); code != exitOK {
+			t.Fatalf("exit %d (%v); log:\n%s", code, err, stderr.String())
+		}
+		if n := len(fake.Records("deal")); n != 250 {
+			t.Fatalf("fake holds %d deals, want 250", n)
+		}
+		if !strings.Contains(stderr.String(), `"msg":"pass done"`) {
+			t.Errorf("no per-pass summary line in the log:\n%s", stderr.String())
+		}
+	})
+	t.Run("bad key", func(t *testing.T) {
+		env, fake := onceEnv(t, "wrong-key-SECRET")
+		var stderr bytes.Buffer
+		err := Run(context.Background(), []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &stderr)
+		if code := exitCode(err); code != exitFailure {
+			t.Fatalf("exit %d, want %d (%v)", code, exitFailure, err)
+		}
+		if !strings.Contains(err.Error(), "MICRO_API_KEY") {
+			t.Errorf("error does not tell the operator what to fix: %v", err)
+		}
+		if strings.Contains(err.Error()+stderr.String(), "SECRET") {
+			t.Errorf("the API key leaked into the error or the log")
+		}
+		if n := len(fake.Records("deal")); n != 0 {
+			t.Fatalf("fake holds %d deals after a refused key", n)
+		}
+	})
+	t.Run("unknown sync", func(t *testing.T) {
+		env, _ := onceEnv(t, "right-key")
+		err := Run(context.Background(), []string{"once", "--sync", "nope"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &bytes.Buffer{})
+		if code := exitCode(err); code != exitUsage {
+			t.Fatalf("exit %d, want %d (%v)", code, exitUsage, err)
+		}
+	})
+}

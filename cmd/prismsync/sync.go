@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+const onceHelp = `Usage: prismsync once [--sync NAME]
+
+One pass of every sync in the mapping file (or only NAME): settle batches an
+interrupted run left in the journal, then read and send pages until the
+source has no rows after the checkpoint. Exits 0 only if every sync succeeded.
+
+Examples:
+  prismsync once
+  MAPPING_FILE=/etc/prismsync/mapping.yaml prismsync once --sync people
+`
+
+func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("once", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, onceHelp) }
+	only := fs.String("sync", "", "run only the sync with this name")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err}
+	}
+	a, err := newApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	syncs, err := selectSyncs(a.syncs, *only)
+	if err != nil {
+		return err
+	}
+	var failed []error
+	for _, s := range syncs {
+		sum, err := a.syncer(s).Once(ctx)
+		logSummary(a.log, sum, err)
+		if err != nil {
+			failed = append(failed, err)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("%d of %d syncs failed: %w", len(failed), len(syncs), errors.Join(failed...))
+	}
+	return nil
+}
+
+func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
+	if name == "" {
+		return all, nil
+	}
+	for _, s := range all {
+		if s.Name == name {
+			return []*mapping.Sync{s}, nil
+		}
+	}
+	return nil, &usageError{fmt.Errorf("no sync named %q in the mapping file", name)}
+}
+
+// logSummary writes the one info line per pass per sync that operators read.
+func logSummary(log *slog.Logger, s connector.Summary, err error) {
+	attrs := []any{
+		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
+		"existing", s.Existing, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
+		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
+	}
+	if err != nil {
+		log.Error("pass failed", append(attrs, "err", err)...)
+		return
+	}
+	log.Info("pass done", attrs...)
+}
+
+func positionText(s connector.Summary) string {
+	if s.Position.IsZero() {
+		return "start"
+	}
+	return fmt.Sprintf("%s %v", s.Position.Cursor, s.Position.Key)
+}
+
+const runHelp = `Usage: prismsync run
+
+Runs every sync on its cron schedule (the mapping's schedule, else
+SYNC_SCHEDULE) until SIGINT or SIGTERM. Each sync makes a first pass at
+start, and never overlaps itself: a tick that finds the previous pass still
+running is skipped. On the first signal prismsync stops scheduling and gives
+the in-flight batch SHUTDOWN_TIMEOUT to finish (abandoning it otherwise,
+without advancing the checkpoint), then exits 0. A second signal exits at once.
+
+Example:
+  DATABASE_URL=postgres://... MICRO_API_KEY=... MICRO_TEAM_ID=... prismsync run
+`
+
+func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, runHelp) }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err}
+	}
+	a, err := newApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer)
+}
+
+// daemon schedules each sync until ctx ends. Work gets its own context, which
+// is cancelled only SHUTDOWN_TIMEOUT after ctx ends, so an in-flight batch
+// can finish and commit.
+func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer) error {
+	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopping := make(chan struct{})
+
+	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+	c := cron.New(cron.WithParser(parser))
+	var wg sync.WaitGroup
+	for _, s := range syncs {
+		sy := newSyncer(s)
+		sy.Stopping = stopping
+		var mu sync.Mutex
+		pass := func() {
+			if !mu.TryLock() {
+				log.Warn("previous pass still running; skipping this tick", "sync", s.Name)
+				return
+			}
+			defer mu.Unlock()
+			select {
+			case <-stopping:
+				return
+			default:
+			}
+			sum, err := sy.Once(work)
+			logSummary(log, sum, err)
+		}
+		if _, err := c.AddFunc(s.Schedule, pass); err != nil {
+			return &usageError{fmt.Errorf("sync %s: schedule %q: %w", s.Name, s.Schedule, err)}
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); pass() }()
+	}
+	c.Start()
+	log.Info("prismsync running", "syncs", len(syncs), "version", version())
+
+	<-ctx.Done()
+	log.Info("signal received: no new passes; waiting for in-flight batches", "timeout", grace)
+	close(stopping)
+	cronDone := c.Stop()
+	allDone := make(chan struct{})
+	go func() { wg.Wait(); <-cronDone.Done(); close(allDone) }()
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	select {
+	case <-allDone:
+	case <-timer.C:
+		log.Warn("shutdown timeout: abandoning in-flight batches (the journal settles them on next start)")
+		cancelWork()
+		<-allDone
+	}
+	log.Info("prismsync stopped")
+	return nil
+}

@@ -1,0 +1,40 @@
+package connector
+
+import "time"
+
+// Observer is told what the engine does, for metrics and status. Methods
+// are called from the sync's goroutines and must be safe for concurrent use
+// and quick (no I/O).
+type Observer interface {
+	// PassFinished ends one pass of a sync; err is nil on success.
+	PassFinished(sum Summary, err error)
+	// BatchDone reports one batch whose job reached a final state (or
+	// failed to), before the checkpoint is committed.
+	BatchDone(sync string, b BatchReport)
+	// InFlight reports how many batches of a sync are sent and not yet
+	// committed.
+	InFlight(sync string, n int)
+}
+
+// BatchReport describes one batch for an Observer.
+type BatchReport struct {
+	Rows     int // objects in the request
+	Invalid  int // rows kept out by the mapping
+	Created  int // per-row outcomes from the job
+	Updated  int
+	Existing int
+	Rejected int
+	Async    bool   // the API answered 202 and the job was polled
+	Polls    int    // poll requests spent on the job
+	Outcome  string // "complete", "failed", "error"
+	Duration time.Duration
+	Attempts int // job attempts used (1 unless the job failed and was re-sent)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) PassFinished(Summary, error)   {}
+func (nopObserver) BatchDone(string, BatchReport) {}
+func (nopObserver) InFlight(string, int)          {}
+
+var _ Observer = nopObserver{}

@@ -1,0 +1,339 @@
+package connector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/connector/prism/prismtest"
+	"github.com/prismsync/prismsync/internal/pgtest"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// env is one test's world: its own database, store, fake API and client.
+type env struct {
+	t     *testing.T
+	pool  *pgxpool.Pool
+	dsn   string
+	store checkpoint.Store
+	fake  *prismtest.Server
+	api   *prism.Client
+	url   string
+	team  string
+}
+
+func (e *env) apiURL() string { return e.url }
+
+func newEnv(t *testing.T, opts prismtest.Options) *env {
+	t.Helper()
+	ctx := context.Background()
+	e := &env{t: t, dsn: pgtest.NewDB(t), team: uuid.NewString()}
+	pc, err := pgxpool.ParseConfig(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc.ConnConfig.RuntimeParams["TimeZone"] = "UTC"
+	pc.ConnConfig.RuntimeParams["DateStyle"] = "ISO, YMD"
+	if e.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.pool.Close)
+	if e.store, err = checkpoint.Open(ctx, "postgres", e.dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.store.Close() })
+	e.fake = prismtest.New(opts)
+	srv := httptest.NewServer(e.fake)
+	t.Cleanup(srv.Close)
+	t.Cleanup(e.fake.Close)
+	e.url = srv.URL
+	e.api = e.client(t, srv.URL, 0)
+	return e
+}
+
+func (e *env) client(t *testing.T, url string, maxAttempts int) *prism.Client {
+	c, err := prism.New(prism.Config{
+		BaseURL: url, APIKey: "test-key", TeamID: e.team,
+		RateLimit: -1, MaxAttempts: maxAttempts,
+		// Waiting is the fake's business, not the test's: skip every delay.
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (e *env) exec(sql string, args ...any) {
+	e.t.Helper()
+	if _, err := e.pool.Exec(context.Background(), sql, args...); err != nil {
+		e.t.Fatalf("%s: %v", sql, err)
+	}
+}
+
+const peopleTable = `CREATE TABLE people (
+	id bigint PRIMARY KEY,
+	name text NOT NULL,
+	email text,
+	seats integer,
+	updated_at timestamptz NOT NULL)`
+
+func mappingFor(t *testing.T, batch int, dedupe bool) *mapping.Sync {
+	t.Helper()
+	target := "      object: organization\n"
+	if dedupe {
+		target += "      dedupe_by: external_id\n      update_existing: true\n"
+	}
+	y := fmt.Sprintf(`syncs:
+  - name: people
+    source:
+      table: public.people
+      key: [id]
+      cursor: updated_at
+    target:
+%s    batch_size: %d
+    properties:
+      external_id: id
+      name: name
+      email: { column: email, transform: [trim, lower] }
+      seats: seats
+`, target, batch)
+	f, findings := mapping.Parse("test.yaml", []byte(y))
+	if findings.HasErrors() {
+		t.Fatalf("mapping: %v", findings)
+	}
+	s, _ := f.Sync("people")
+	return s
+}
+
+func (e *env) syncer(s *mapping.Sync) *connector.Syncer {
+	return &connector.Syncer{Sync: s, DB: e.pool, Store: e.store, API: e.api,
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }}
+}
+
+// checkFake compares the fake's records with the table: every row exactly
+// once (by external_id), with the row's current values.
+func (e *env) checkFake() {
+	e.t.Helper()
+	ctx := context.Background()
+	recs := e.fake.Records("organization")
+	byID := make(map[string]int)
+	for _, r := range recs {
+		byID[fmt.Sprint(r.Properties["external_id"])]++
+	}
+	rows, err := e.pool.Query(ctx, "SELECT id, name, lower(trim(email)), seats FROM people")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer rows.Close()
+	want := make(map[string][3]any)
+	for rows.Next() {
+		var id int64
+		var name string
+		var email *string
+		var seats *int32
+		if err := rows.Scan(&id, &name, &email, &seats); err != nil {
+			e.t.Fatal(err)
+		}
+		var em, se any
+		if email != nil {
+			em = *email
+		}
+		if seats != nil {
+			se = *seats
+		}
+		want[strconv.FormatInt(id, 10)] = [3]any{name, em, se}
+	}
+	if len(recs) != len(want) {
+		e.t.Errorf("fake holds %d records, table has %d rows", len(recs), len(want))
+	}
+	bad := 0
+	for id, n := range byID {
+		if n != 1 {
+			bad++
+			if bad < 5 {
+				e.t.Errorf("external_id %s is in the fake %d times", id, n)
+			}
+		}
+	}
+	for _, r := range recs {
+		id := fmt.Sprint(r.Properties["external_id"])
+		w, ok := want[id]
+		if !ok {
+			e.t.Errorf("fake has a record for id %s that the table lacks", id)
+			continue
+		}
+		got := [3]any{r.Properties["name"], r.Properties["email"], r.Properties["seats"]}
+		if fmt.Sprint(got) != fmt.Sprint(w) {
+			bad++
+			if bad < 5 {
+				e.t.Errorf("id %s: fake has %v, table has %v", id, got, w)
+			}
+		}
+	}
+	if bad > 0 {
+		e.t.Fatalf("%d records wrong", bad)
+	}
+}
+
+func TestSync20000RowsAsyncExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, ' Mail' || g || '@Example.com ', g % 40,
+		timestamptz '2026-01-01' + (g % 997) * interval '1 second' FROM generate_series(1, 20000) g`)
+	sy := e.syncer(mappingFor(t, 1000, true))
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 20000 || sum.Created != 20000 || sum.Batches != 20 {
+		t.Fatalf("summary %+v: want 20000 rows created in 20 batches", sum)
+	}
+	if st := e.fake.Stats(); st.Polls == 0 {
+		t.Fatalf("batches of 1000 should have run as async jobs, but nothing was polled: %+v", st)
+	}
+	e.checkFake()
+
+	// Changes after the first sync: updates and inserts arrive once.
+	e.exec(`UPDATE people SET seats = seats + 1000, updated_at = now() WHERE id % 10 = 0`)
+	e.exec(`INSERT INTO people SELECT g, 'New ' || g, NULL, NULL, now() FROM generate_series(20001, 20500) g`)
+	sum, err = sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 2500 || sum.Updated != 2000 || sum.Created != 500 {
+		t.Fatalf("second pass %+v: want 2500 rows, 2000 updated, 500 created", sum)
+	}
+	e.checkFake()
+
+	// Nothing changed: nothing read, nothing sent.
+	before := e.fake.Stats().Requests
+	sum, err = sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 0 || e.fake.Stats().Requests != before {
+		t.Fatalf("idle pass read %d rows and made %d requests", sum.Rows, e.fake.Stats().Requests-before)
+	}
+}
+
+// 5,000 rows share one updated_at and go in batches of 300: keyset paging on
+// (cursor, key) must neither skip nor repeat a row at page boundaries. There
+// is no dedupe_by, so a row sent twice would show up as two records.
+func TestManyRowsShareOneCursorValue(t *testing.T) {
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, g, timestamptz '2026-03-01 12:00:00.123456+00'
+		FROM generate_series(1, 5000) g`)
+	sum, err := e.syncer(mappingFor(t, 300, false)).Once(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 5000 || sum.Batches != 17 {
+		t.Fatalf("summary %+v: want 5000 created in 17 batches", sum)
+	}
+	e.checkFake()
+}
+
+// A run that dies midway (the API refuses the third batch) leaves the
+// checkpoint after the second; a new run resends nothing already confirmed.
+func TestRestartResumesFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 1000) g`)
+	m := mappingFor(t, 200, false)
+	imports := 0
+	e.fake.InjectFault(prismtest.Fault{Kind: prismtest.FaultStatus, Status: 403, Match: func(ri prismtest.RequestInfo) bool {
+		if ri.Kind != prismtest.KindImport {
+			return false
+		}
+		imports++
+		return imports == 3
+	}})
+	_, err := e.syncer(m).Once(ctx)
+	if err == nil {
+		t.Fatal("pass succeeded although the API refused a batch")
+	}
+	var pe *connector.PermanentError
+	if !errors.As(err, &pe) {
+		t.Fatalf("403 should be a permanent error, got %v", err)
+	}
+	st, err := e.store.Load(ctx, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Position.Key[0] != "400" {
+		t.Fatalf("checkpoint after failed 3rd batch = %+v, want the 400th row", st.Position)
+	}
+	if n := len(e.fake.Records("organization")); n != 400 {
+		t.Fatalf("fake holds %d records after 2 batches, want 400", n)
+	}
+
+	// "Restart": a new syncer with the same store.
+	sum, err := e.syncer(m).Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The refused batch stayed in the journal and is settled first (same key,
+	// same body), then the remaining 400 rows are read.
+	if sum.Resumed != 1 || sum.Rows != 400 || sum.Created != 600 {
+		t.Fatalf("resumed pass %+v: want the journaled batch settled and the remaining 400 rows read", sum)
+	}
+	if st := e.fake.Stats(); st.Rows != 1000 {
+		t.Fatalf("the API received %d objects in all, want each of the 1000 rows once", st.Rows)
+	}
+	e.checkFake()
+}
+
+// The API applies a batch but the answer never arrives, and the run gives up.
+// The journal holds the batch, so the next run resends the same bytes under
+// the same key and the API recognises it: no duplicates, even without
+// dedupe_by, and even though the row changed in between.
+func TestJournaledBatchIsReplayedNotDuplicated(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 50) g`)
+	m := mappingFor(t, 100, false)
+	sy := e.syncer(m)
+	sy.API = e.client(t, e.apiURL(), 1) // one attempt: the dropped answer ends the run
+	e.fake.InjectFault(prismtest.Fault{Kind: prismtest.FaultDropAfterApply,
+		Match: func(ri prismtest.RequestInfo) bool { return ri.Kind == prismtest.KindImport }})
+	if _, err := sy.Once(ctx); err == nil {
+		t.Fatal("pass succeeded although the answer was dropped")
+	}
+	if n := len(e.fake.Records("organization")); n != 50 {
+		t.Fatalf("the fake should have applied the batch: %d records", n)
+	}
+	e.exec(`UPDATE people SET name = 'changed' WHERE id = 7`) // keeps its updated_at: a different body if re-read
+
+	sum, err := e.syncer(m).Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Resumed != 1 {
+		t.Fatalf("summary %+v: want the journaled batch settled", sum)
+	}
+	if n := len(e.fake.Records("organization")); n != 50 {
+		t.Fatalf("fake holds %d records after the resend, want 50 (duplicates created); stats %+v", n, e.fake.Stats())
+	}
+	if st := e.fake.Stats(); st.Replays != 1 {
+		t.Fatalf("want exactly one idempotent replay, stats %+v", st)
+	}
+}
