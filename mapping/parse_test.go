@@ -218,3 +218,45 @@ func TestFingerprint(t *testing.T) {
 		t.Error("number and string constants share a fingerprint")
 	}
 }
+
+// TestDocsExample keeps the example in docs/mapping.md honest: the YAML there
+// is testdata/example.yaml and the JSON line below is quoted in the docs.
+func TestDocsExample(t *testing.T) {
+	f, err := Load("testdata/example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := f.Sync("people")
+	cols := []Column{{"id", 20}, {"email", 25}, {"first_name", 25}, {"last_name", 25}, {"mobile", 25}, {"phone", 25}, {"state", 25}}
+	e, err := s.Compile(cols)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, dedupe, err := e.Encode(nil, []any{int64(42), " Ada@Example.com", "Ada", nil, nil, nil, "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"default":{"external_id":"42","email":"ada@example.com","full_name":"Ada","status":"active","source_system":"postgres"},"list":{"stage":"lead"}}`
+	if string(out) != want {
+		t.Errorf("got  %s\nwant %s", out, want)
+	}
+	if dedupe != "42" {
+		t.Errorf("dedupe = %q", dedupe)
+	}
+	doc, err := os.ReadFile("../docs/mapping.md")
+	if err != nil {
+		t.Skipf("docs not found: %v", err)
+	}
+	if !strings.Contains(string(doc), want) || !strings.Contains(string(doc), string(mustRead(t, "testdata/example.yaml"))) {
+		t.Error("docs/mapping.md no longer shows testdata/example.yaml and its output")
+	}
+}
+
+func mustRead(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

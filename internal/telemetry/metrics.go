@@ -1,0 +1,416 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
+)
+
+const namespace = "prismsync"
+
+// DefaultFailThreshold is how many passes of one sync must fail in a row
+// before readiness fails: one failed pass is usually a blip (a deploy of the
+// database, a 503 storm) that the next tick absorbs.
+const DefaultFailThreshold = 3
+
+// Options configures Metrics. The zero value is usable.
+type Options struct {
+	// FailThreshold is the number of consecutive failed passes of a sync
+	// that makes Ready fail (default DefaultFailThreshold).
+	FailThreshold int
+	// MonthlyLimit is the API request budget per calendar month
+	// (MICRO_MONTHLY_REQUESTS), exported so alerts can compare; 0 = none.
+	MonthlyLimit int
+	// Now is the clock (default time.Now); tests set it.
+	Now func() time.Time
+	// NoProcessMetrics leaves out the Go runtime and process collectors
+	// (tests compare exact output).
+	NoProcessMetrics bool
+}
+
+// Metrics collects prismsync's metrics on its own registry. It implements
+// connector.Observer; all methods are safe for concurrent use and do no I/O.
+type Metrics struct {
+	reg       *prometheus.Registry
+	now       func() time.Time
+	threshold int
+
+	rowsRead, rowsSent, rowsCreated, rowsUpdated *prometheus.CounterVec
+	rowsUnchanged, rowsInvalid, rowsRejected     *prometheus.CounterVec
+	batches, jobs, passes                        *prometheus.CounterVec
+	jobDuration, jobPolls, passDuration          *prometheus.HistogramVec
+	requests, retries                            *prometheus.CounterVec
+	requestDuration                              *prometheus.HistogramVec
+	inflight, lastSuccess, lastPass, failures    *prometheus.GaugeVec
+	cursorTime, horizonLag                       *prometheus.GaugeVec
+	monthlyLimit                                 prometheus.Gauge
+
+	mu      sync.Mutex
+	syncs   map[string]*syncState
+	month   string         // calendar month (UTC, "2006-01") monthN counts
+	monthN  int            // requests this month: seeded by SetRequests plus observed
+	pending map[string]int // observed requests per month not yet taken by TakeRequests
+}
+
+// syncState is what readiness and the scrape-time gauges need per sync.
+type syncState struct {
+	consecutive int
+	lastErr     string
+	cursor      time.Time // zero when the cursor is not a time
+}
+
+var _ connector.Observer = (*Metrics)(nil)
+
+// New creates Metrics with every metric registered.
+func New(opts Options) *Metrics {
+	m := &Metrics{
+		reg:       prometheus.NewRegistry(),
+		now:       opts.Now,
+		threshold: opts.FailThreshold,
+		syncs:     map[string]*syncState{},
+		pending:   map[string]int{},
+	}
+	if m.now == nil {
+		m.now = time.Now
+	}
+	if m.threshold <= 0 {
+		m.threshold = DefaultFailThreshold
+	}
+	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
+		c := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help}, labels)
+		m.reg.MustRegister(c)
+		return c
+	}
+	gauge := func(name, help string, labels ...string) *prometheus.GaugeVec {
+		g := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, labels)
+		m.reg.MustRegister(g)
+		return g
+	}
+	histogram := func(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
+		h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: namespace, Name: name, Help: help, Buckets: buckets}, labels)
+		m.reg.MustRegister(h)
+		return h
+	}
+
+	m.rowsRead = counter("rows_read_total", "Rows read from the source (sent plus invalid).", "sync")
+	m.rowsSent = counter("rows_sent_total", "Objects the API confirmed in a complete import job.", "sync")
+	m.rowsCreated = counter("rows_created_total", "Objects the API created.", "sync")
+	m.rowsUpdated = counter("rows_updated_total", "Objects the API updated.", "sync")
+	m.rowsUnchanged = counter("rows_skipped_unchanged_total", "Objects matched on dedupe_by and left as they were.", "sync")
+	m.rowsInvalid = counter("rows_invalid_total", "Rows the mapping refused (recorded as rejects, not sent).", "sync")
+	m.rowsRejected = counter("rows_rejected_total", "Rows the API refused (recorded as rejects).", "sync")
+	m.batches = counter("batches_total", "Batches by final outcome: complete, failed (job failed on every attempt) or error.", "sync", "outcome")
+	m.jobs = counter("jobs_total", "Import jobs (one per attempt) by outcome.", "sync", "outcome")
+	m.passes = counter("passes_total", "Passes by result: ok or failed.", "sync", "result")
+	m.jobDuration = histogram("job_duration_seconds", "Time from the first POST of a batch until its job was final.",
+		prometheus.ExponentialBuckets(0.1, 2, 12), "sync", "mode")
+	m.jobPolls = histogram("job_polls", "Poll requests spent on one batch's job.",
+		[]float64{0, 1, 2, 4, 8, 16, 32, 64, 128}, "sync")
+	m.passDuration = histogram("pass_duration_seconds", "Duration of one pass of a sync.",
+		prometheus.ExponentialBuckets(0.5, 2, 14), "sync")
+	m.requests = counter("api_requests_total", "HTTP attempts to the import API by operation and status code (\"error\" when no response arrived).", "op", "code")
+	m.retries = counter("api_retries_total", "HTTP attempts that were retries of an earlier attempt.", "op")
+	m.requestDuration = histogram("api_request_duration_seconds", "Duration of one HTTP attempt to the import API.",
+		prometheus.DefBuckets, "op")
+	m.inflight = gauge("inflight_batches", "Batches sent and not yet committed.", "sync")
+	m.lastSuccess = gauge("last_success_timestamp_seconds", "Unix time at which the last successful pass ended.", "sync")
+	m.lastPass = gauge("last_pass_timestamp_seconds", "Unix time at which the last pass ended, successful or not.", "sync")
+	m.failures = gauge("consecutive_failed_passes", "Passes failed in a row (0 after a success); readiness fails at the threshold.", "sync")
+	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time (only for time-typed cursors).", "sync")
+	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far behind now the engine's read horizon is (rows newer than it wait for the next pass).", "sync")
+	m.monthlyLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "api_requests_month_limit",
+		Help: "Configured API request budget per calendar month (0 = none)."})
+	m.monthlyLimit.Set(float64(opts.MonthlyLimit))
+	m.reg.MustRegister(m.monthlyLimit, newScrapeTime(m))
+	if !opts.NoProcessMetrics {
+		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	return m
+}
+
+// Registry is where the metrics live, for tests and extra collectors.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+func (m *Metrics) state(sync string) *syncState {
+	st := m.syncs[sync]
+	if st == nil {
+		st = &syncState{}
+		m.syncs[sync] = st
+	}
+	return st
+}
+
+// PassFinished implements connector.Observer. Row counts come from
+// BatchDone, so they move while a long pass runs; a pass only updates the
+// per-pass series, readiness and the checkpoint cursor.
+func (m *Metrics) PassFinished(sum connector.Summary, err error) {
+	now := m.now()
+	result := "ok"
+	if err != nil {
+		result = "failed"
+	}
+	m.passes.WithLabelValues(sum.Sync, result).Inc()
+	m.passDuration.WithLabelValues(sum.Sync).Observe(sum.Duration.Seconds())
+	m.lastPass.WithLabelValues(sum.Sync).Set(unix(now))
+
+	m.mu.Lock()
+	st := m.state(sum.Sync)
+	if err != nil {
+		st.consecutive++
+		st.lastErr = err.Error()
+	} else {
+		st.consecutive = 0
+		st.lastErr = ""
+	}
+	n := st.consecutive
+	if !sum.Position.IsZero() {
+		if t, ok := ParseCursorTime(sum.Position.Cursor); ok {
+			st.cursor = t
+		} else {
+			st.cursor = time.Time{}
+		}
+	}
+	cursor := st.cursor
+	m.mu.Unlock()
+
+	m.failures.WithLabelValues(sum.Sync).Set(float64(n))
+	if err == nil {
+		m.lastSuccess.WithLabelValues(sum.Sync).Set(unix(now))
+	}
+	if !cursor.IsZero() {
+		m.cursorTime.WithLabelValues(sum.Sync).Set(unix(cursor))
+	}
+}
+
+// BatchDone implements connector.Observer. Every attempt of a batch is one
+// job: the attempts before the last ended "failed" (that is why the engine
+// sent another), the last one ended as the batch did.
+func (m *Metrics) BatchDone(sync string, b connector.BatchReport) {
+	outcome := b.Outcome
+	if outcome == "" {
+		outcome = "unknown"
+	}
+	m.rowsRead.WithLabelValues(sync).Add(float64(b.Rows + b.Invalid))
+	m.rowsInvalid.WithLabelValues(sync).Add(float64(b.Invalid))
+	m.batches.WithLabelValues(sync, outcome).Inc()
+	if outcome == "complete" {
+		m.rowsSent.WithLabelValues(sync).Add(float64(b.Rows))
+		m.rowsCreated.WithLabelValues(sync).Add(float64(b.Created))
+		m.rowsUpdated.WithLabelValues(sync).Add(float64(b.Updated))
+		m.rowsUnchanged.WithLabelValues(sync).Add(float64(b.Existing))
+		m.rowsRejected.WithLabelValues(sync).Add(float64(b.Rejected))
+	}
+	if b.Rows == 0 {
+		return // nothing was sent: no job
+	}
+	if b.Attempts > 1 {
+		m.jobs.WithLabelValues(sync, "failed").Add(float64(b.Attempts - 1))
+	}
+	m.jobs.WithLabelValues(sync, outcome).Inc()
+	mode := "sync"
+	if b.Async {
+		mode = "async"
+	}
+	m.jobDuration.WithLabelValues(sync, mode).Observe(b.Duration.Seconds())
+	m.jobPolls.WithLabelValues(sync).Observe(float64(b.Polls))
+}
+
+// InFlight implements connector.Observer.
+func (m *Metrics) InFlight(sync string, n int) {
+	m.inflight.WithLabelValues(sync).Set(float64(n))
+}
+
+// ObserveRequest counts one HTTP attempt; pass it as prism.Config.OnRequest.
+func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
+	op := r.Op
+	if op == "" {
+		op = "other"
+	}
+	code := "error"
+	if r.Status > 0 {
+		code = strconv.Itoa(r.Status)
+	}
+	m.requests.WithLabelValues(op, code).Inc()
+	if r.Attempt > 1 {
+		m.retries.WithLabelValues(op).Inc()
+	}
+	m.requestDuration.WithLabelValues(op).Observe(r.Duration.Seconds())
+
+	month := Month(m.now())
+	m.mu.Lock()
+	m.rollMonth(month)
+	m.monthN++
+	m.pending[month]++
+	m.mu.Unlock()
+}
+
+// rollMonth starts a new count when the calendar month changed. Callers hold
+// m.mu.
+func (m *Metrics) rollMonth(month string) {
+	if m.month != month {
+		m.month, m.monthN = month, 0
+	}
+}
+
+// SetRequests seeds the count of month with the total the checkpoint store
+// kept (all replicas, earlier runs); requests observed since the last
+// TakeRequests are added on top, since the store does not have them yet.
+func (m *Metrics) SetRequests(month string, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rollMonth(Month(m.now()))
+	if month == m.month {
+		m.monthN = n + m.pending[month]
+	}
+}
+
+// TakeRequests returns the requests observed per month since the last call
+// and forgets them, for adding to the checkpoint store's counter.
+func (m *Metrics) TakeRequests() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := m.pending
+	m.pending = map[string]int{}
+	return out
+}
+
+// ReturnRequests puts counts TakeRequests handed out back, when storing
+// them failed, so the next flush tries again.
+func (m *Metrics) ReturnRequests(counts map[string]int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for month, n := range counts {
+		m.pending[month] += n
+	}
+}
+
+// RequestsThisMonth is the request count of the current calendar month.
+func (m *Metrics) RequestsThisMonth() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.rollMonth(Month(m.now()))
+	return m.monthN
+}
+
+// SetCommitHorizonLag records how far behind now the engine reads (the
+// connector.Observer interface does not carry it, so the caller sets it).
+func (m *Metrics) SetCommitHorizonLag(sync string, d time.Duration) {
+	m.horizonLag.WithLabelValues(sync).Set(d.Seconds())
+}
+
+// Failing describes a sync whose recent passes all failed.
+type Failing struct {
+	Sync     string
+	Failures int    // consecutive failed passes
+	LastErr  string // the last pass's error
+}
+
+// Failing lists, sorted by name, the syncs that failed at least the
+// threshold of passes in a row.
+func (m *Metrics) Failing() []Failing {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []Failing
+	for name, st := range m.syncs {
+		if st.consecutive >= m.threshold {
+			out = append(out, Failing{Sync: name, Failures: st.consecutive, LastErr: st.lastErr})
+		}
+	}
+	slices.SortFunc(out, func(a, b Failing) int { return strings.Compare(a.Sync, b.Sync) })
+	return out
+}
+
+// Ready fails when a sync is failing past the threshold. The context is
+// unused; it makes Ready fit where other checks do.
+func (m *Metrics) Ready(context.Context) error {
+	var errs []error
+	for _, f := range m.Failing() {
+		errs = append(errs, fmt.Errorf("sync %s failed %d passes in a row: %s", f.Sync, f.Failures, f.LastErr))
+	}
+	return errors.Join(errs...)
+}
+
+// Month names the calendar month (UTC) of t the way the checkpoint store
+// keys request counts: "2026-11".
+func Month(t time.Time) string { return t.UTC().Format("2006-01") }
+
+// cursorLayouts are the text forms PostgreSQL gives time-typed cursors in a
+// session with TimeZone=UTC and DateStyle=ISO (as the engine's sessions are):
+// timestamptz, timestamp, date.
+var cursorLayouts = []string{
+	"2006-01-02 15:04:05.999999999Z07",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999",
+	time.RFC3339Nano,
+	"2006-01-02",
+}
+
+// ParseCursorTime reads a checkpoint cursor as a time, if it is one. A
+// timestamp without zone is taken as UTC, the engine's session time zone.
+func ParseCursorTime(s string) (time.Time, bool) {
+	for _, l := range cursorLayouts {
+		if t, err := time.Parse(l, s); err == nil {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// scrapeTime exports the values that depend on the time of the scrape:
+// checkpoint age and this month's request count (which resets on the 1st
+// even if no request was made).
+type scrapeTime struct {
+	m                *Metrics
+	age, monthlyUsed *prometheus.Desc
+}
+
+func newScrapeTime(m *Metrics) scrapeTime {
+	return scrapeTime{
+		m: m,
+		age: prometheus.NewDesc(namespace+"_checkpoint_age_seconds",
+			"Now minus the checkpoint's cursor value (only for time-typed cursors): how stale the CRM may be.", []string{"sync"}, nil),
+		monthlyUsed: prometheus.NewDesc(namespace+"_api_requests_month",
+			"API requests used this calendar month (UTC), as counted by the checkpoint store plus this process.", nil, nil),
+	}
+}
+
+func (c scrapeTime) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.age
+	ch <- c.monthlyUsed
+}
+
+func (c scrapeTime) Collect(ch chan<- prometheus.Metric) {
+	m := c.m
+	now := m.now()
+	m.mu.Lock()
+	m.rollMonth(Month(now))
+	n := m.monthN
+	type age struct {
+		sync string
+		d    time.Duration
+	}
+	var ages []age
+	for name, st := range m.syncs {
+		if !st.cursor.IsZero() {
+			ages = append(ages, age{name, now.Sub(st.cursor)})
+		}
+	}
+	m.mu.Unlock()
+	for _, a := range ages {
+		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, a.d.Seconds(), a.sync)
+	}
+	ch <- prometheus.MustNewConstMetric(c.monthlyUsed, prometheus.GaugeValue, float64(n))
+}

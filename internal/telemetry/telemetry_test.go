@@ -1,0 +1,465 @@
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
+func newMetrics(t *testing.T, opts Options) (*Metrics, *clock) {
+	t.Helper()
+	c := &clock{t: time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC)}
+	opts.Now = c.Now
+	opts.NoProcessMetrics = true
+	return New(opts), c
+}
+
+// value returns the value of the series name{labels} (counter, gauge, or a
+// histogram's sample count), failing the test if it is absent.
+func value(t *testing.T, m *Metrics, name string, labels ...string) float64 {
+	t.Helper()
+	v, ok := lookup(t, m, name, labels...)
+	if !ok {
+		t.Fatalf("series %s%v not found", name, labels)
+	}
+	return v
+}
+
+func lookup(t *testing.T, m *Metrics, name string, labels ...string) (float64, bool) {
+	t.Helper()
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, mt := range f.GetMetric() {
+			if len(mt.GetLabel()) != len(want) {
+				continue
+			}
+			for _, lp := range mt.GetLabel() {
+				if want[lp.GetName()] != lp.GetValue() {
+					continue next
+				}
+			}
+			return metricValue(mt), true
+		}
+	}
+	return 0, false
+}
+
+func metricValue(mt *dto.Metric) float64 {
+	switch {
+	case mt.Counter != nil:
+		return mt.Counter.GetValue()
+	case mt.Gauge != nil:
+		return mt.Gauge.GetValue()
+	case mt.Histogram != nil:
+		return float64(mt.Histogram.GetSampleCount())
+	}
+	return 0
+}
+
+func TestBatchAndPassCounters(t *testing.T) {
+	m, c := newMetrics(t, Options{})
+	m.BatchDone("people", connector.BatchReport{Rows: 10, Invalid: 2, Created: 6, Updated: 2, Existing: 1, Rejected: 1,
+		Async: true, Polls: 3, Outcome: "complete", Duration: 2 * time.Second, Attempts: 2})
+	m.BatchDone("people", connector.BatchReport{Rows: 5, Created: 5, Outcome: "complete", Duration: time.Second, Attempts: 1})
+	m.BatchDone("people", connector.BatchReport{Rows: 4, Outcome: "error", Attempts: 1})
+	// A page of only invalid rows sends nothing: no job.
+	m.BatchDone("people", connector.BatchReport{Invalid: 3, Outcome: "complete"})
+	m.BatchDone("orgs", connector.BatchReport{Rows: 1, Updated: 1, Outcome: "complete", Attempts: 1})
+	m.InFlight("people", 2)
+	m.PassFinished(connector.Summary{Sync: "people", Duration: 3 * time.Second}, nil)
+	c.Set(c.Now().Add(time.Minute))
+	m.PassFinished(connector.Summary{Sync: "people"}, errors.New("boom"))
+
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"prismsync_rows_read_total", []string{"sync", "people"}, 10 + 2 + 5 + 4 + 3},
+		{"prismsync_rows_sent_total", []string{"sync", "people"}, 15},
+		{"prismsync_rows_created_total", []string{"sync", "people"}, 11},
+		{"prismsync_rows_updated_total", []string{"sync", "people"}, 2},
+		{"prismsync_rows_skipped_unchanged_total", []string{"sync", "people"}, 1},
+		{"prismsync_rows_invalid_total", []string{"sync", "people"}, 5},
+		{"prismsync_rows_rejected_total", []string{"sync", "people"}, 1},
+		{"prismsync_rows_updated_total", []string{"sync", "orgs"}, 1},
+		{"prismsync_batches_total", []string{"sync", "people", "outcome", "complete"}, 3},
+		{"prismsync_batches_total", []string{"sync", "people", "outcome", "error"}, 1},
+		{"prismsync_jobs_total", []string{"sync", "people", "outcome", "complete"}, 2},
+		{"prismsync_jobs_total", []string{"sync", "people", "outcome", "failed"}, 1},
+		{"prismsync_jobs_total", []string{"sync", "people", "outcome", "error"}, 1},
+		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "async"}, 1},
+		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "sync"}, 2},
+		{"prismsync_job_polls", []string{"sync", "people"}, 3},
+		{"prismsync_inflight_batches", []string{"sync", "people"}, 2},
+		{"prismsync_passes_total", []string{"sync", "people", "result", "ok"}, 1},
+		{"prismsync_passes_total", []string{"sync", "people", "result", "failed"}, 1},
+		{"prismsync_pass_duration_seconds", []string{"sync", "people"}, 2},
+		{"prismsync_consecutive_failed_passes", []string{"sync", "people"}, 1},
+		{"prismsync_last_success_timestamp_seconds", []string{"sync", "people"}, float64(time.Date(2026, 11, 30, 23, 0, 0, 0, time.UTC).Unix())},
+		{"prismsync_last_pass_timestamp_seconds", []string{"sync", "people"}, float64(time.Date(2026, 11, 30, 23, 1, 0, 0, time.UTC).Unix())},
+	} {
+		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	// The polls histogram recorded 3 polls in one observation.
+	fams, _ := m.Registry().Gather()
+	for _, f := range fams {
+		if f.GetName() != "prismsync_job_polls" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			if mt.GetLabel()[0].GetValue() == "people" && mt.GetHistogram().GetSampleSum() != 3 {
+				t.Errorf("job_polls sum = %v, want 3", mt.GetHistogram().GetSampleSum())
+			}
+		}
+	}
+}
+
+func TestRequests(t *testing.T) {
+	m, c := newMetrics(t, Options{MonthlyLimit: 1000})
+	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
+	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
+	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
+	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 0, Err: errors.New("reset"), Attempt: 1})
+	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 200, Attempt: 2})
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"prismsync_api_requests_total", []string{"op", "import", "code", "202"}, 2},
+		{"prismsync_api_requests_total", []string{"op", "import", "code", "429"}, 1},
+		{"prismsync_api_requests_total", []string{"op", "poll", "code", "error"}, 1},
+		{"prismsync_api_requests_total", []string{"op", "poll", "code", "200"}, 1},
+		{"prismsync_api_retries_total", []string{"op", "import"}, 1},
+		{"prismsync_api_retries_total", []string{"op", "poll"}, 1},
+		{"prismsync_api_request_duration_seconds", []string{"op", "import"}, 3},
+		{"prismsync_api_requests_month", nil, 5},
+		{"prismsync_api_requests_month_limit", nil, 1000},
+	} {
+		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+
+	// The store knew of 100 requests this month (other replicas, earlier
+	// runs); the 5 not yet flushed come on top.
+	m.SetRequests("2026-11", 100)
+	m.SetRequests("2026-10", 7) // not this month: ignored
+	if got := m.RequestsThisMonth(); got != 105 {
+		t.Errorf("RequestsThisMonth = %d, want 105", got)
+	}
+	taken := m.TakeRequests()
+	if len(taken) != 1 || taken["2026-11"] != 5 {
+		t.Errorf("TakeRequests = %v, want 2026-11:5", taken)
+	}
+	if again := m.TakeRequests(); len(again) != 0 {
+		t.Errorf("second TakeRequests = %v, want empty", again)
+	}
+	m.ReturnRequests(taken) // storing failed: they come back
+	if again := m.TakeRequests(); again["2026-11"] != 5 {
+		t.Errorf("after ReturnRequests TakeRequests = %v", again)
+	}
+
+	// On the 1st the count starts over, even before any request is made.
+	c.Set(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
+	if got := value(t, m, "prismsync_api_requests_month"); got != 0 {
+		t.Errorf("requests month after month change = %v, want 0", got)
+	}
+	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+	if got := m.RequestsThisMonth(); got != 1 {
+		t.Errorf("RequestsThisMonth in December = %d, want 1", got)
+	}
+	if taken := m.TakeRequests(); taken["2026-12"] != 1 || len(taken) != 1 {
+		t.Errorf("TakeRequests in December = %v", taken)
+	}
+}
+
+func TestCheckpointAge(t *testing.T) {
+	m, c := newMetrics(t, Options{})
+	now := c.Now()
+	m.PassFinished(connector.Summary{Sync: "ts", Position: checkpoint.Position{Cursor: "2026-11-30 22:50:00.5+00", Key: []string{"1"}}}, nil)
+	m.PassFinished(connector.Summary{Sync: "int", Position: checkpoint.Position{Cursor: "12345", Key: []string{"1"}}}, nil)
+	m.PassFinished(connector.Summary{Sync: "never", Position: checkpoint.Position{}}, errors.New("unreachable"))
+	if got := value(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); got != 599.5 {
+		t.Errorf("age = %v, want 599.5", got)
+	}
+	if got := value(t, m, "prismsync_checkpoint_cursor_timestamp_seconds", "sync", "ts"); got != float64(now.Unix()-600)+0.5 {
+		t.Errorf("cursor time = %v", got)
+	}
+	c.Set(now.Add(time.Hour))
+	if got := value(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); got != 4199.5 {
+		t.Errorf("age an hour later = %v, want 4199.5 (computed at scrape time)", got)
+	}
+	for _, s := range []string{"int", "never"} {
+		if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", s); ok {
+			t.Errorf("sync %s has a checkpoint age, but its cursor is not a time", s)
+		}
+	}
+	// A failed pass that committed nothing keeps the last known cursor.
+	m.PassFinished(connector.Summary{Sync: "ts"}, errors.New("x"))
+	if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); !ok {
+		t.Error("a pass without a position erased the checkpoint age")
+	}
+	m.SetCommitHorizonLag("ts", 90*time.Second)
+	if got := value(t, m, "prismsync_commit_horizon_lag_seconds", "sync", "ts"); got != 90 {
+		t.Errorf("horizon lag = %v", got)
+	}
+}
+
+func TestParseCursorTime(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Time
+		ok   bool
+	}{
+		{"2026-03-04 05:06:07.123456+00", time.Date(2026, 3, 4, 5, 6, 7, 123456000, time.UTC), true},
+		{"2026-03-04 05:06:07+00", time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), true},
+		{"2026-03-04 07:06:07+02", time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), true},
+		{"2026-03-04 10:36:07+05:30", time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), true},
+		{"2026-03-04 05:06:07.5", time.Date(2026, 3, 4, 5, 6, 7, 5e8, time.UTC), true},
+		{"2026-03-04T05:06:07Z", time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC), true},
+		{"2026-03-04", time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC), true},
+		{"12345", time.Time{}, false},
+		{"123.45", time.Time{}, false},
+		{"", time.Time{}, false},
+		{"infinity", time.Time{}, false},
+	} {
+		got, ok := ParseCursorTime(tc.in)
+		if ok != tc.ok || !got.Equal(tc.want) {
+			t.Errorf("ParseCursorTime(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func TestReadinessThreshold(t *testing.T) {
+	m, _ := newMetrics(t, Options{FailThreshold: 3})
+	srv := httptest.NewServer(m.Handler(nil))
+	defer srv.Close()
+	fail := func(sync string) { m.PassFinished(connector.Summary{Sync: sync}, fmt.Errorf("sync %s: database gone", sync)) }
+
+	if code, _ := get(t, srv.URL+"/readyz"); code != 200 {
+		t.Fatalf("fresh /readyz = %d", code)
+	}
+	fail("people")
+	fail("people")
+	fail("orgs")
+	if code, body := get(t, srv.URL+"/readyz"); code != 200 {
+		t.Fatalf("/readyz after 2 failures (threshold 3) = %d %s", code, body)
+	}
+	fail("people")
+	code, body := get(t, srv.URL+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "sync people failed 3 passes in a row") ||
+		!strings.Contains(body, "database gone") || strings.Contains(body, "orgs") {
+		t.Fatalf("/readyz after 3 failures = %d %q", code, body)
+	}
+	if f := m.Failing(); len(f) != 1 || f[0].Sync != "people" || f[0].Failures != 3 {
+		t.Errorf("Failing = %+v", f)
+	}
+	// Liveness does not depend on the syncs: restarting would not help.
+	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d while a sync is failing", code)
+	}
+	// One success resets the count.
+	m.PassFinished(connector.Summary{Sync: "people"}, nil)
+	if code, body := get(t, srv.URL+"/readyz"); code != 200 {
+		t.Errorf("/readyz after a success = %d %s", code, body)
+	}
+	if got := value(t, m, "prismsync_consecutive_failed_passes", "sync", "people"); got != 0 {
+		t.Errorf("consecutive failures after success = %v", got)
+	}
+}
+
+func TestReadyCheckFunc(t *testing.T) {
+	m, _ := newMetrics(t, Options{})
+	var mu sync.Mutex
+	var checkErr error
+	var sawDeadline bool
+	srv := httptest.NewServer(m.Handler(func(ctx context.Context) error {
+		_, sawDeadline = ctx.Deadline()
+		mu.Lock()
+		defer mu.Unlock()
+		return checkErr
+	}))
+	defer srv.Close()
+	if code, body := get(t, srv.URL+"/readyz"); code != 200 || body != "ok\n" {
+		t.Fatalf("/readyz = %d %q", code, body)
+	}
+	if !sawDeadline {
+		t.Error("the check ran without a deadline")
+	}
+	mu.Lock()
+	checkErr = errors.Join(errors.New("source database unreachable"), errors.New("checkpoint store unreachable"))
+	mu.Unlock()
+	code, body := get(t, srv.URL+"/readyz")
+	if code != 503 || !strings.Contains(body, "  source database unreachable\n  checkpoint store unreachable") {
+		t.Errorf("/readyz = %d %q", code, body)
+	}
+	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
+		t.Errorf("/healthz = %d", code)
+	}
+	resp, err := http.Post(srv.URL+"/healthz", "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Errorf("POST /healthz = %d, want 405", resp.StatusCode)
+	}
+	if code, _ := get(t, srv.URL+"/nope"); code != 404 {
+		t.Errorf("/nope = %d", code)
+	}
+}
+
+func TestMetricsEndpoint(t *testing.T) {
+	m := New(Options{}) // with the Go and process collectors
+	m.BatchDone("people", connector.BatchReport{Rows: 7, Created: 7, Outcome: "complete", Attempts: 1})
+	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+	m.PassFinished(connector.Summary{Sync: "people", Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, nil)
+	srv := httptest.NewServer(m.Handler(nil))
+	defer srv.Close()
+	code, body := get(t, srv.URL+"/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`prismsync_rows_sent_total{sync="people"} 7`,
+		`prismsync_api_requests_total{code="200",op="import"} 1`,
+		`prismsync_api_requests_month 1`,
+		`prismsync_checkpoint_age_seconds{sync="people"} `,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	// Our own registry, not the global one: a second instance must not
+	// panic on duplicate registration.
+	_ = New(Options{})
+}
+
+func TestConcurrentUse(t *testing.T) {
+	m, _ := newMetrics(t, Options{})
+	srv := httptest.NewServer(m.Handler(nil))
+	defer srv.Close()
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			sync := fmt.Sprintf("s%d", i%3)
+			for j := range 50 {
+				m.BatchDone(sync, connector.BatchReport{Rows: 1, Created: 1, Outcome: "complete", Attempts: 1})
+				m.InFlight(sync, j%4)
+				m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+				var err error
+				if j%2 == 0 {
+					err = errors.New("x")
+				}
+				m.PassFinished(connector.Summary{Sync: sync, Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, err)
+				if j%10 == 0 {
+					m.TakeRequests()
+					m.Failing()
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 20 {
+			if code, _ := get(t, srv.URL+"/metrics"); code != 200 {
+				t.Errorf("/metrics = %d", code)
+			}
+		}
+	})
+	wg.Wait()
+	if got := value(t, m, "prismsync_api_requests_total", "op", "import", "code", "200"); got != 400 {
+		t.Errorf("requests = %v, want 400", got)
+	}
+}
+
+func TestServeShutsDownWithContext(t *testing.T) {
+	m, _ := newMetrics(t, Options{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ServeListener(ctx, ln, m.Handler(nil)) }()
+	if code, _ := get(t, "http://"+addr+"/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	// The address is taken while serving.
+	if err := Serve(context.Background(), addr, m.Handler(nil)); err == nil || !strings.Contains(err.Error(), addr) {
+		t.Errorf("Serve on a busy address = %v, want an error naming it", err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("ServeListener after cancel = %v, want nil", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ServeListener did not return after its context ended")
+	}
+	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		t.Error("server still answers after shutdown")
+	}
+}
