@@ -31,20 +31,21 @@ var cursorTypes = map[uint32]string{
 // page costs the same at row 10 and at row 10 million, and rows sharing one
 // cursor value are split across pages by their key without loss or repeat.
 type Source struct {
-	pool     *pgxpool.Pool
-	from     string   // quoted table or parenthesised subquery, aliased src
-	cols     []string // mapping columns, in the order the encoder expects
-	ordering []string // quoted src.cursor, src.key...
-	types    []string // SQL type names of cursor and key columns, for casts
-	fields   []mapping.Column
-	pageSQL  string // after a position
-	firstSQL string // from the start
+	pool       *pgxpool.Pool
+	from       string   // quoted table or parenthesised subquery, aliased src
+	cols       []string // mapping columns, in the order the encoder expects
+	ordering   []string // quoted src.cursor, src.key...
+	types      []string // SQL type names of cursor and key columns, for casts
+	fields     []mapping.Column
+	selectList string
+	cursorOID  uint32
 }
 
 // row is one source row: the values the mapping encodes, and its position.
 type row struct {
 	values []any
 	pos    checkpoint.Position
+	object []byte // the encoded object, once mapped
 }
 
 // NewSource describes the sync's source against the database without reading
@@ -103,57 +104,85 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 
 	// Positions are kept as PostgreSQL text so they round-trip exactly
 	// (microseconds, numeric scale); they are cast back to the column types.
-	var posText []string
+	s.selectList = strings.Join(sel[:len(s.cols):len(s.cols)], ", ")
 	for _, o := range s.ordering {
-		posText = append(posText, "("+o+")::text")
+		if s.selectList != "" {
+			s.selectList += ", "
+		}
+		s.selectList += "(" + o + ")::text"
 	}
-	selectList := strings.Join(append(sel[:len(s.cols):len(s.cols)], posText...), ", ")
-	var params []string
-	for i, t := range s.types {
-		params = append(params, fmt.Sprintf("$%d::text::%s", i+1, t))
-	}
-	order := strings.Join(s.ordering, ", ")
-	s.firstSQL = fmt.Sprintf("SELECT %s FROM %s WHERE %s IS NOT NULL ORDER BY %s LIMIT $1",
-		selectList, s.from, s.ordering[0], order)
-	s.pageSQL = fmt.Sprintf("SELECT %s FROM %s WHERE (%s) > (%s) ORDER BY %s LIMIT $%d",
-		selectList, s.from, order, strings.Join(params, ", "), order, len(params)+1)
+	s.cursorOID = fds[len(s.cols)].DataTypeOID
 	return s, nil
 }
 
-// Fields are the mapping columns with their types, for mapping.Compile.
-func (s *Source) Fields() []mapping.Column { return s.fields }
+// Window bounds one page read. The zero Window reads from the start with no
+// upper bound.
+type Window struct {
+	After Position // strictly after this (cursor, key...) position; zero = from the start
+	From  string   // with a zero After: cursor >= From ("" = no lower bound)
+	To    string   // cursor <= To ("" = no upper bound)
+	Until string   // cursor < Until, the commit horizon ("" = none); text of a timestamptz
+	Limit int
+}
 
-// Page reads up to limit rows strictly after pos inside a READ ONLY
-// transaction. Rows whose cursor is NULL are never read (they cannot be
-// ordered); `prismsync validate` warns about nullable cursors.
-func (s *Source) Page(ctx context.Context, pos checkpoint.Position, limit int) ([]row, error) {
+// Position is an alias kept local for readability.
+type Position = checkpoint.Position
+
+// Page reads up to w.Limit rows of the window, in keyset order, inside a
+// READ ONLY transaction. Rows whose cursor is NULL are never read (they cannot
+// be ordered); `prismsync validate` warns about nullable cursors.
+func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
+	var where []string
+	var args []any
+	param := func(v any, typ string) string {
+		args = append(args, v)
+		return fmt.Sprintf("$%d::text::%s", len(args), typ)
+	}
+	tuple := func(p Position) (string, error) {
+		if len(p.Key) != len(s.types)-1 {
+			return "", fmt.Errorf("checkpoint has %d key values but the mapping's key has %d columns; was the key changed? (run a backfill to start over)", len(p.Key), len(s.types)-1)
+		}
+		ps := []string{param(p.Cursor, s.types[0])}
+		for i, k := range p.Key {
+			ps = append(ps, param(k, s.types[i+1]))
+		}
+		return "(" + strings.Join(ps, ", ") + ")", nil
+	}
+	order := strings.Join(s.ordering, ", ")
+	where = append(where, s.ordering[0]+" IS NOT NULL")
+	if !w.After.IsZero() {
+		t, err := tuple(w.After)
+		if err != nil {
+			return nil, err
+		}
+		where = append(where, "("+order+") > "+t)
+	} else if w.From != "" {
+		where = append(where, s.ordering[0]+" >= "+param(w.From, s.types[0]))
+	}
+	if w.To != "" {
+		where = append(where, s.ordering[0]+" <= "+param(w.To, s.types[0]))
+	}
+	if w.Until != "" {
+		// The horizon is a timestamptz; a timestamp cursor compares with
+		// it in UTC, the session time zone.
+		where = append(where, s.ordering[0]+" < "+param(w.Until, "timestamptz"))
+	}
+	args = append(args, w.Limit)
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
+		s.selectList, s.from, strings.Join(where, " AND "), order, len(args))
+
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("begin read: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a read-only transaction has nothing to lose
-
-	var rows pgx.Rows
-	if pos.IsZero() {
-		rows, err = tx.Query(ctx, s.firstSQL, limit)
-	} else {
-		if len(pos.Key) != len(s.types)-1 {
-			return nil, fmt.Errorf("checkpoint has %d key values but the mapping's key has %d columns; was the key changed? (run a backfill to start over)", len(pos.Key), len(s.types)-1)
-		}
-		args := make([]any, 0, len(s.types)+1)
-		args = append(args, pos.Cursor)
-		for _, k := range pos.Key {
-			args = append(args, k)
-		}
-		args = append(args, limit)
-		rows, err = tx.Query(ctx, s.pageSQL, args...)
-	}
+	rows, err := tx.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
 	defer rows.Close()
 	n := len(s.cols)
-	out := make([]row, 0, limit)
+	out := make([]row, 0, w.Limit)
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {
@@ -176,3 +205,12 @@ func (s *Source) Page(ctx context.Context, pos checkpoint.Position, limit int) (
 	}
 	return out, tx.Commit(ctx)
 }
+
+// TimeCursor reports whether the cursor is a timestamp, so the commit
+// horizon and SYNC_LAG apply to it.
+func (s *Source) TimeCursor() bool {
+	return s.cursorOID == pgtype.TimestamptzOID || s.cursorOID == pgtype.TimestampOID
+}
+
+// Fields are the mapping columns with their types, for mapping.Compile.
+func (s *Source) Fields() []mapping.Column { return s.fields }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -42,16 +43,39 @@ type Syncer struct {
 	Store  Store
 	API    API
 	Logger *slog.Logger
+	// Observer is told about passes and batches (metrics); nil ignores.
+	Observer Observer
+
+	// StateName is the name the checkpoint and journal are kept under;
+	// default Sync.Name. A backfill uses its own so that it never moves the
+	// daemon's live checkpoint.
+	StateName string
+	// From and To bound the cursor (inclusive, as PostgreSQL text) for a
+	// backfill; "" = unbounded.
+	From, To string
+
+	// MaxInflight is how many batches may be sent and not yet committed at
+	// once (default 1). Reading and encoding the next batch overlaps with
+	// the API working on earlier ones; the checkpoint still only advances
+	// over the longest prefix of completed batches.
+	MaxInflight int
 	// MaxJobAttempts bounds how often one batch is re-sent after its job
 	// ended "failed" (each time under a new idempotency key). Default 3.
 	MaxJobAttempts int
+	// Lag keeps rows whose cursor is newer than now-Lag for a later pass: a
+	// backstop for cursors stamped by application clocks, and the only
+	// bound when the commit horizon cannot be read (then at least 1 minute).
+	Lag time.Duration
 	// RetryDelay is the pause before re-sending a failed job (default 5s);
 	// Sleep lets tests skip it.
 	RetryDelay time.Duration
 	Sleep      func(ctx context.Context, d time.Duration) error
-	// Stopping, when closed, ends a pass after the batch in flight instead
+	// Stopping, when closed, ends a pass after the batches in flight instead
 	// of reading further pages (graceful shutdown).
 	Stopping <-chan struct{}
+
+	warnOnce  sync.Once
+	batchSize int // learned: halved when the API says a body is too large
 }
 
 // Summary counts what one pass did.
@@ -66,8 +90,12 @@ type Summary struct {
 	Rejected int // rows the API refused (recorded as rejects)
 	Batches  int
 	Resumed  int // journaled batches settled from an earlier, interrupted run
+	Polls    int // job polls spent
 	Position checkpoint.Position
-	Duration time.Duration
+	// HorizonLag is how far the commit horizon (and SYNC_LAG) held this
+	// pass back from now; 0 for cursors that are not timestamps.
+	HorizonLag time.Duration
+	Duration   time.Duration
 }
 
 // PermanentError marks a failure a retry will not fix: the operator has to
@@ -78,44 +106,51 @@ func (e *PermanentError) Error() string { return e.Err.Error() }
 func (e *PermanentError) Unwrap() error { return e.Err }
 
 // Once settles interrupted batches, then reads and sends pages until the
-// source has no rows after the checkpoint.
+// source has no rows after the checkpoint (below the commit horizon).
 func (s *Syncer) Once(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	sum := Summary{Sync: s.Sync.Name}
 	err := s.once(ctx, &sum)
 	sum.Duration = time.Since(start)
 	if err != nil {
-		return sum, fmt.Errorf("sync %s: %w", s.Sync.Name, err)
+		err = fmt.Errorf("sync %s: %w", s.Sync.Name, err)
 	}
-	return sum, nil
+	s.observer().PassFinished(sum, err)
+	return sum, err
+}
+
+func (s *Syncer) name() string {
+	if s.StateName != "" {
+		return s.StateName
+	}
+	return s.Sync.Name
 }
 
 func (s *Syncer) once(ctx context.Context, sum *Summary) error {
-	name := s.Sync.Name
-	state, err := s.Store.Load(ctx, name)
+	state, err := s.Store.Load(ctx, s.name())
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
 	fp := s.Sync.Fingerprint()
-	if state.Exists && state.Fingerprint != "" && state.Fingerprint != fp {
-		s.logger().Info("mapping changed since the last commit; continuing from the checkpoint (the new mapping applies to rows changed from now on; run a backfill to resend everything)",
-			"sync", name)
+	if s.StateName == "" && state.Exists && state.Fingerprint != "" && state.Fingerprint != fp {
+		s.logger().Info("mapping changed since the last commit; continuing from the checkpoint (the new mapping applies to rows changed from now on; run a backfill to resend everything)")
 	}
+	sum.Position = state.Position
 
-	pending, err := s.Store.Pending(ctx, name)
+	pending, err := s.Store.Pending(ctx, s.name())
 	if err != nil {
 		return fmt.Errorf("read journal: %w", err)
 	}
 	for _, b := range pending {
-		s.logger().Info("settling batch from an interrupted run", "sync", name, "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
-		res, err := s.settle(ctx, b)
-		if err != nil {
+		s.logger().Info("settling batch from an interrupted run", "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
+		f := &flight{batch: built{Batch: b}, done: make(chan struct{})}
+		f.res, f.rep, f.err = s.settle(ctx, b)
+		if f.err != nil {
+			return f.err
+		}
+		if err := s.commit(ctx, f, fp, sum); err != nil {
 			return err
 		}
-		if err := s.commit(ctx, b, res, nil, fp, sum); err != nil {
-			return err
-		}
-		state.Position = b.To
 		sum.Resumed++
 	}
 
@@ -127,39 +162,207 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	if err != nil {
 		return &PermanentError{fmt.Errorf("compile mapping: %w", err)}
 	}
+	w := Window{After: sum.Position, From: s.From, To: s.To}
+	if src.TimeCursor() {
+		lag := s.Lag
+		h, err := commitHorizon(ctx, s.DB, lag)
+		if err != nil {
+			return err
+		}
+		if !h.known {
+			s.warnOnce.Do(func() {
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by SYNC_LAG, using at least 1m")
+			})
+			if lag < time.Minute {
+				if h, err = commitHorizon(ctx, s.DB, time.Minute); err != nil {
+					return err
+				}
+			}
+		}
+		w.Until = h.until
+		sum.HorizonLag = h.lag
+	}
+	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
+	return p.run(ctx, src, enc, w)
+}
 
-	pos := state.Position
-	sum.Position = pos
-	limit := s.Sync.BatchSize
+// flight is one batch on its way: sent by its own goroutine, committed in
+// order by the pipeline.
+type flight struct {
+	batch built
+	done  chan struct{}
+	res   []prism.Result
+	rep   BatchReport
+	err   error
+}
+
+// pipeline keeps up to max batches in flight and commits them strictly in
+// order, so the checkpoint only ever covers a prefix of confirmed batches.
+type pipeline struct {
+	s     *Syncer
+	fp    string
+	sum   *Summary
+	max   int
+	queue []*flight
+	wg    sync.WaitGroup
+}
+
+func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+	err := p.read(ctx, src, enc, w)
+	if err != nil {
+		// Let what is in flight finish (its journal entries stay for the
+		// next run unless committed here), but commit nothing past a failure.
+		p.wg.Wait()
+		if cerr := p.drain(ctx, true); cerr != nil {
+			p.s.logger().Warn("could not commit completed batches after a failure", "err", cerr)
+		}
+		return err
+	}
+	return p.drain(ctx, true)
+}
+
+func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+	s := p.s
 	for {
-		rows, err := src.Page(ctx, pos, limit)
+		limit := s.limit()
+		w.Limit = limit
+		rows, err := src.Page(ctx, w)
 		if err != nil {
 			return err
 		}
 		if len(rows) == 0 {
 			return nil
 		}
-		sum.Rows += len(rows)
-		b := s.build(enc, pos, rows)
-		sum.Invalid += len(b.invalid)
-		var res []prism.Result
-		if len(b.sent) > 0 {
-			if err := s.Store.Journal(ctx, b.Batch); err != nil {
-				return fmt.Errorf("journal batch: %w", err)
-			}
-			res, err = s.send(ctx, b.Batch)
-			if err != nil {
-				return err
-			}
-		}
-		if err := s.commit(ctx, b.Batch, res, &b, fp, sum); err != nil {
+		p.sum.Rows += len(rows)
+		b := s.build(enc, w.After, rows)
+		p.sum.Invalid += len(b.invalid)
+		if err := p.add(ctx, b); err != nil {
 			return err
 		}
-		pos = b.To
+		w.After = b.To
 		if len(rows) < limit || s.stopping() {
 			return nil
 		}
 	}
+}
+
+// add journals b, starts sending it, and commits whatever completed. It
+// blocks while max batches are in flight.
+func (p *pipeline) add(ctx context.Context, b built) error {
+	for len(p.queue) >= p.max {
+		if err := p.commitHead(ctx); err != nil {
+			return err
+		}
+	}
+	f := &flight{batch: b, done: make(chan struct{})}
+	if len(b.sent) == 0 {
+		close(f.done) // nothing to send: only rejects to record
+	} else {
+		if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
+			return fmt.Errorf("journal batch: %w", err)
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer close(f.done)
+			f.res, f.rep, f.err = p.s.send(ctx, b.Batch)
+		}()
+	}
+	p.queue = append(p.queue, f)
+	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
+	return p.drain(ctx, false)
+}
+
+// drain commits completed batches from the head of the queue; with wait it
+// waits for each head to complete.
+func (p *pipeline) drain(ctx context.Context, wait bool) error {
+	for len(p.queue) > 0 {
+		if !wait {
+			select {
+			case <-p.queue[0].done:
+			default:
+				return nil
+			}
+		}
+		if err := p.commitHead(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pipeline) commitHead(ctx context.Context) error {
+	f := p.queue[0]
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if f.err != nil && prism.IsTooLarge(f.err) && len(f.batch.sent) > 1 {
+		if err := p.bisect(ctx, f); err != nil {
+			return err
+		}
+	} else if f.err != nil {
+		p.s.observer().BatchDone(p.s.Sync.Name, f.rep)
+		return f.err
+	} else if err := p.s.commit(ctx, f, p.fp, p.sum); err != nil {
+		return err
+	}
+	p.queue = p.queue[1:]
+	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
+	return nil
+}
+
+// bisect handles a batch the API found too large: it forgets the batch,
+// halves the batch size for the rest of this Syncer's life, and sends the
+// same rows again in halves (recursively), in order, before anything behind
+// them is committed.
+func (p *pipeline) bisect(ctx context.Context, f *flight) error {
+	s := p.s
+	b := f.batch
+	half := max(1, len(b.sent)/2)
+	s.batchSize = half
+	s.logger().Warn("the API refused a batch as too large; halving the batch size", "rows", len(b.sent), "batch_size", half)
+	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+		return fmt.Errorf("drop oversized batch: %w", err)
+	}
+	// The rows mapped fine already; rebuild the halves from them (rejects
+	// of the original build stay with the first half's commit).
+	parts := [][]row{b.sent[:half], b.sent[half:]}
+	from := b.From
+	for i, rows := range parts {
+		sub := s.buildRows(rows, from)
+		if i == 0 {
+			sub.invalid = b.invalid
+		}
+		if i == len(parts)-1 {
+			sub.To = b.To // the original end covers rows it kept out as invalid
+		}
+		if err := s.Store.Journal(ctx, sub.Batch); err != nil {
+			return fmt.Errorf("journal batch: %w", err)
+		}
+		sf := &flight{batch: sub, done: make(chan struct{})}
+		sf.res, sf.rep, sf.err = s.send(ctx, sub.Batch)
+		close(sf.done)
+		if sf.err != nil && prism.IsTooLarge(sf.err) && len(sub.sent) > 1 {
+			if err := p.bisect(ctx, sf); err != nil {
+				return err
+			}
+		} else if sf.err != nil {
+			return sf.err
+		} else if err := s.commit(ctx, sf, p.fp, p.sum); err != nil {
+			return err
+		}
+		from = sub.To
+	}
+	return nil
+}
+
+func (s *Syncer) limit() int {
+	if s.batchSize > 0 && s.batchSize < s.Sync.BatchSize {
+		return s.batchSize
+	}
+	return s.Sync.BatchSize
 }
 
 // built is a batch ready to send plus what the engine needs to interpret
@@ -195,26 +398,38 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 			seen[dedupe] = true
 		}
 		buf = out
-		b.objects = append(b.objects, buf[start:len(buf):len(buf)])
+		r.object = buf[start:len(buf):len(buf)]
 		b.sent = append(b.sent, r)
+	}
+	nb := s.buildRows(b.sent, from)
+	nb.invalid = b.invalid
+	nb.To = rows[len(rows)-1].pos
+	return nb
+}
+
+// buildRows makes the request for rows whose objects are already encoded.
+func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
+	b := built{sent: rows}
+	for _, r := range rows {
+		b.objects = append(b.objects, r.object)
 	}
 	t := s.Sync.Target
 	b.Batch = checkpoint.Batch{
-		Sync:    s.Sync.Name,
+		Sync:    s.name(),
 		Attempt: 1,
 		From:    from,
-		To:      rows[len(rows)-1].pos,
-		Rows:    len(b.sent),
+		Rows:    len(rows),
 		Object:  t.Object,
 	}
-	if len(b.sent) > 0 {
+	if len(rows) > 0 {
+		b.To = rows[len(rows)-1].pos
 		b.Body = prism.EncodeImportBody(b.objects, prism.ImportOptions{
 			DedupeBy:        t.DedupeBy,
 			CaseInsensitive: t.CaseInsensitive,
 			UpdateExisting:  t.UpdateExisting,
 			ListID:          t.ListID,
 		})
-		b.Key = prism.IdempotencyKey(s.Sync.Name, positionString(from), b.Body, b.Attempt)
+		b.Key = prism.IdempotencyKey(s.name(), positionString(from), b.Body, b.Attempt)
 	}
 	return b
 }
@@ -228,38 +443,53 @@ func rowErrorCode(err error) string {
 }
 
 func (s *Syncer) reject(r row, code, msg string, payload []byte) checkpoint.Reject {
-	return checkpoint.Reject{Sync: s.Sync.Name, RowKey: r.pos.Key, Code: code, Message: msg, Payload: append([]byte(nil), payload...)}
+	return checkpoint.Reject{Sync: s.name(), RowKey: r.pos.Key, Code: code, Message: msg, Payload: append([]byte(nil), payload...)}
 }
 
 // send POSTs a journaled batch and waits for its job. A job that ends
 // "failed" is re-sent under a new attempt (new key, same body) up to
 // MaxJobAttempts; an idempotency conflict also earns a new attempt.
-func (s *Syncer) send(ctx context.Context, b checkpoint.Batch) ([]prism.Result, error) {
+func (s *Syncer) send(ctx context.Context, b checkpoint.Batch) ([]prism.Result, BatchReport, error) {
 	maxAttempts := s.MaxJobAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = 3
 	}
+	start := time.Now()
+	rep := BatchReport{Rows: b.Rows}
 	for {
+		rep.Attempts++
 		job, err := s.API.Import(ctx, b.Object, b.Key, b.Body)
-		if err == nil && job.ID != "" && job.Status == "processing" {
+		if err == nil && job.ID != "" && job.Status == prism.StatusProcessing {
+			rep.Async = true
 			if err := s.Store.SetJobID(ctx, b.Sync, b.Key, job.ID); err != nil {
-				return nil, fmt.Errorf("record job id: %w", err)
+				return nil, rep, fmt.Errorf("record job id: %w", err)
 			}
 			job, err = s.API.Wait(ctx, job)
 		}
+		if job != nil {
+			rep.Polls += job.Polls
+		}
 		res, retry, err := s.outcome(b, job, err)
+		rep.Duration = time.Since(start)
+		rep.Outcome = "complete"
+		if err != nil {
+			rep.Outcome = "error"
+			if job != nil && job.Status == prism.StatusFailed {
+				rep.Outcome = "failed"
+			}
+		}
 		if !retry || err == nil {
-			return res, err
+			return res, rep, err
 		}
 		if b.Attempt >= maxAttempts {
-			return nil, fmt.Errorf("batch starting after %s failed %d times, giving up for this run (the journal keeps it; the next run starts from it): %w", positionString(b.From), b.Attempt, err)
+			return nil, rep, fmt.Errorf("batch starting after %s did not complete in %d attempts; giving up for this pass (the journal keeps it; the next pass starts from it): %w", positionString(b.From), b.Attempt, err)
 		}
-		s.logger().Warn("import job did not complete; re-sending under a new attempt", "sync", b.Sync, "attempt", b.Attempt+1, "err", err)
+		s.logger().Warn("import job did not complete; re-sending under a new attempt", "attempt", b.Attempt+1, "err", err)
 		if err := s.sleep(ctx, s.retryDelay()); err != nil {
-			return nil, err
+			return nil, rep, err
 		}
 		if b, err = s.nextAttempt(ctx, b); err != nil {
-			return nil, err
+			return nil, rep, err
 		}
 	}
 }
@@ -271,24 +501,23 @@ func (s *Syncer) outcome(b checkpoint.Batch, job *prism.Job, err error) (res []p
 		if prism.IsIdempotencyConflict(err) || errors.Is(err, prism.ErrJobNotFound) {
 			return nil, true, err
 		}
+		if prism.IsTooLarge(err) {
+			return nil, false, err // the pipeline bisects
+		}
 		if prism.IsPermanent(err) {
 			return nil, false, &PermanentError{err}
 		}
 		return nil, false, err
 	}
 	switch job.Status {
-	case "complete":
+	case prism.StatusComplete:
 		res, err := job.RowResults(b.Rows)
 		if err != nil {
 			return nil, false, fmt.Errorf("job %s: %w", job.ID, err)
 		}
 		return res, false, nil
-	case "failed":
-		msg := "no error given"
-		if job.Error != nil {
-			msg = strings.TrimSpace(job.Error.Code + " " + job.Error.Message)
-		}
-		return nil, true, fmt.Errorf("import job %s failed: %s", job.ID, msg)
+	case prism.StatusFailed:
+		return nil, true, fmt.Errorf("import job %s failed: %w", job.ID, job.Err())
 	default:
 		return nil, false, fmt.Errorf("import job %s ended in unexpected status %q", job.ID, job.Status)
 	}
@@ -313,52 +542,57 @@ func (s *Syncer) nextAttempt(ctx context.Context, b checkpoint.Batch) (checkpoin
 // settle finishes a batch journaled by an interrupted run: poll the job if
 // one was recorded, otherwise re-send the identical bytes under the same key
 // (the API replays its stored answer if the first send got through).
-func (s *Syncer) settle(ctx context.Context, b checkpoint.Batch) ([]prism.Result, error) {
+func (s *Syncer) settle(ctx context.Context, b checkpoint.Batch) ([]prism.Result, BatchReport, error) {
 	if b.JobID == "" {
 		return s.send(ctx, b)
 	}
+	rep := BatchReport{Rows: b.Rows, Async: true, Attempts: 1}
 	job, err := s.API.Job(ctx, b.JobID)
-	if err == nil && job.Status == "processing" {
+	if err == nil && job.Status == prism.StatusProcessing {
 		job, err = s.API.Wait(ctx, job)
+	}
+	if job != nil {
+		rep.Polls = job.Polls
 	}
 	res, retry, err := s.outcome(b, job, err)
 	if !retry {
-		return res, err
+		rep.Outcome = "complete"
+		if err != nil {
+			rep.Outcome = "error"
+		}
+		return res, rep, err
 	}
 	// Expired or failed: the rows may or may not be in the CRM. Re-sending
 	// under a new attempt is the only way forward; dedupe_by makes it safe.
-	s.logger().Warn("journaled job cannot be settled; re-sending under a new attempt", "sync", b.Sync, "job_id", b.JobID, "err", err)
+	s.logger().Warn("journaled job cannot be settled; re-sending under a new attempt", "job_id", b.JobID, "err", err)
 	nb, err := s.nextAttempt(ctx, b)
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	return s.send(ctx, nb)
 }
 
-// commit advances the checkpoint past b and records its rejects.
-func (s *Syncer) commit(ctx context.Context, b checkpoint.Batch, res []prism.Result, bt *built, fp string, sum *Summary) error {
-	var rejects []checkpoint.Reject
+// commit advances the checkpoint past a completed batch and records its
+// rejects, in one store transaction.
+func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
+	b := f.batch
+	rejects := append([]checkpoint.Reject(nil), b.invalid...)
 	var resolved [][]string
-	var objects [][]byte
-	var keys [][]string
-	if bt != nil {
-		rejects = append(rejects, bt.invalid...)
-		for i, r := range bt.sent {
-			keys = append(keys, r.pos.Key)
-			objects = append(objects, bt.objects[i])
-		}
-	} else if len(res) > 0 {
-		// A batch settled from the journal: the row keys are not in the
-		// journal, so per-row errors are recorded under their object.
+	objects := b.objects
+	if b.sent == nil && len(f.res) > 0 {
+		// A batch settled from the journal: its row keys are not in the
+		// journal, so per-row errors are recorded under batch and index.
 		objects = splitObjects(b.Body)
 	}
-	for i, r := range res {
+	rep := &f.rep
+	rep.Invalid = len(b.invalid)
+	for i, r := range f.res {
 		switch {
 		case r.Error != nil:
-			sum.Rejected++
+			rep.Rejected++
 			rj := checkpoint.Reject{Sync: b.Sync, Code: r.Error.Code, Message: r.Error.Message}
-			if i < len(keys) {
-				rj.RowKey = keys[i]
+			if i < len(b.sent) {
+				rj.RowKey = b.sent[i].pos.Key
 			} else {
 				rj.RowKey = []string{fmt.Sprintf("batch %s #%d", b.Key, i)}
 			}
@@ -370,20 +604,26 @@ func (s *Syncer) commit(ctx context.Context, b checkpoint.Batch, res []prism.Res
 			}
 			rejects = append(rejects, rj)
 		case r.Created:
-			sum.Created++
+			rep.Created++
 		case r.Updated:
-			sum.Updated++
+			rep.Updated++
 		case r.Existing:
-			sum.Existing++
+			rep.Existing++
 		}
-		if r.Error == nil && i < len(keys) {
-			resolved = append(resolved, keys[i])
+		if r.Error == nil && i < len(b.sent) {
+			resolved = append(resolved, b.sent[i].pos.Key)
 		}
 	}
-	sum.Sent += len(res)
 	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
 	}
+	s.observer().BatchDone(s.Sync.Name, *rep)
+	sum.Sent += len(f.res)
+	sum.Created += rep.Created
+	sum.Updated += rep.Updated
+	sum.Existing += rep.Existing
+	sum.Rejected += rep.Rejected
+	sum.Polls += rep.Polls
 	sum.Batches++
 	sum.Position = b.To
 	return nil
@@ -419,6 +659,13 @@ func (s *Syncer) stopping() bool {
 	default:
 		return false
 	}
+}
+
+func (s *Syncer) observer() Observer {
+	if s.Observer == nil {
+		return nopObserver{}
+	}
+	return s.Observer
 }
 
 func (s *Syncer) logger() *slog.Logger {

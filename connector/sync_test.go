@@ -337,3 +337,118 @@ func TestJournaledBatchIsReplayedNotDuplicated(t *testing.T) {
 		t.Fatalf("want exactly one idempotent replay, stats %+v", st)
 	}
 }
+
+// A transaction stamps a row with its start time but commits after rows
+// stamped later were synced. The commit horizon keeps the pass from moving
+// the checkpoint past the open transaction's start, so the row arrives in
+// the next pass instead of being lost behind the checkpoint.
+func TestLateCommitIsNotLost(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 0, timestamptz '2026-01-01' + g * interval '1 second'
+		FROM generate_series(1, 100) g`)
+	sy := e.syncer(mappingFor(t, 50, true))
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	late, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	if _, err := late.Exec(ctx, `UPDATE people SET seats = 555, updated_at = now() WHERE id = 5`); err != nil {
+		t.Fatal(err)
+	}
+	// Later transactions, committed while the first is still open.
+	e.exec(`UPDATE people SET seats = 1, updated_at = clock_timestamp() WHERE id BETWEEN 10 AND 19`)
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 0 {
+		t.Fatalf("pass read %d rows stamped after the open transaction began; the horizon should hold them back", sum.Rows)
+	}
+	if sum.HorizonLag <= 0 {
+		t.Fatalf("horizon lag %v, want > 0 while a transaction is open", sum.HorizonLag)
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sum, err = sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 11 {
+		t.Fatalf("after the commit the pass read %d rows, want 11 (the late one and the 10 behind it)", sum.Rows)
+	}
+	e.checkFake()
+}
+
+// With several batches in flight, a failure in the middle commits only the
+// prefix before it; batches behind it stay journaled and are settled, not
+// re-created, by the next pass.
+func TestPipelinedFailureCommitsOnlyThePrefix(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{SyncThreshold: 1}) // every batch async
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 2000) g`)
+	m := mappingFor(t, 100, false)
+	imports := 0
+	e.fake.InjectFault(prismtest.Fault{Kind: prismtest.FaultStatus, Status: 403, Match: func(ri prismtest.RequestInfo) bool {
+		if ri.Kind != prismtest.KindImport {
+			return false
+		}
+		imports++
+		return imports == 4
+	}})
+	sy := e.syncer(m)
+	sy.MaxInflight = 4
+	if _, err := sy.Once(ctx); err == nil {
+		t.Fatal("pass succeeded although the API refused a batch")
+	}
+	st, err := e.store.Load(ctx, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Exists || st.Position.Key[0] != "300" {
+		t.Fatalf("checkpoint after the 4th of 4-in-flight failed = %+v, want the 300th row", st.Position)
+	}
+	sy = e.syncer(m)
+	sy.MaxInflight = 4
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Resumed == 0 {
+		t.Fatalf("summary %+v: the journaled batches were not settled", sum)
+	}
+	e.checkFake()
+	if got := e.fake.Stats().Creates; got != 2000 {
+		t.Fatalf("fake created %d records, want exactly 2000", got)
+	}
+}
+
+// A body the API refuses as too large is split in halves until it fits; the
+// smaller size is kept for the rest of the pass.
+func TestTooLargeBatchIsBisected(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{MaxBodyBytes: 6000})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, 'someone' || g || '@example.com', 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 400) g`)
+	sy := e.syncer(mappingFor(t, 200, false))
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 400 {
+		t.Fatalf("summary %+v: want 400 created", sum)
+	}
+	if got := e.fake.Stats().ByStatus[413]; got == 0 {
+		t.Fatal("the fake never answered 413; the test does not exercise bisection")
+	}
+	e.checkFake()
+}

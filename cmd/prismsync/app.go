@@ -29,6 +29,9 @@ type app struct {
 	api    *prism.Client
 	syncs  []*mapping.Sync
 	stderr io.Writer
+	// observer receives engine events (metrics); nil until the ops server
+	// is started.
+	observer connector.Observer
 }
 
 func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app, error) {
@@ -92,6 +95,9 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		API:            a.api,
 		Logger:         a.log.With("sync", s.Name),
 		MaxJobAttempts: a.cfg.MaxJobAttempts,
+		MaxInflight:    a.cfg.MaxInflight,
+		Lag:            a.cfg.Lag,
+		Observer:       a.observer,
 	}
 }
 

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector"
+)
+
+const backfillHelp = `Usage: prismsync backfill --sync NAME [--from VALUE] [--to VALUE] [--restart] [--yes]
+
+Re-sends a range of a sync's rows (default: all of them), for example after a
+mapping change. The daemon's live checkpoint is not touched: the backfill
+keeps its own position (named NAME~backfill), so an interrupted backfill
+resumes where it stopped when the same command is run again; --restart
+starts it over. --from and --to bound the cursor column, inclusive, in
+PostgreSQL's text form of the column's type.
+
+On a terminal it shows progress (rows done of the estimated total, rate,
+ETA) and asks for confirmation unless --yes; elsewhere it logs progress
+every few seconds and needs --yes.
+
+Examples:
+  prismsync backfill --sync people --yes
+  prismsync backfill --sync people --from 2026-01-01 --to '2026-02-01 00:00:00+00'
+`
+
+func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, backfillHelp) }
+	name := fs.String("sync", "", "the sync to backfill (required)")
+	from := fs.String("from", "", "lowest cursor value to send (inclusive)")
+	to := fs.String("to", "", "highest cursor value to send (inclusive)")
+	restart := fs.Bool("restart", false, "forget an interrupted backfill's position and start over")
+	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &usageError{err}
+	}
+	if *name == "" {
+		fs.Usage()
+		return &usageError{errors.New("backfill needs --sync NAME")}
+	}
+	a, err := newApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	syncs, err := selectSyncs(a.syncs, *name)
+	if err != nil {
+		return err
+	}
+	sy := a.syncer(syncs[0])
+	sy.StateName = *name + "~backfill"
+	sy.From, sy.To = *from, *to
+	if *restart {
+		if err := a.store.Forget(ctx, sy.StateName); err != nil {
+			return fmt.Errorf("forget backfill position: %w", err)
+		}
+	}
+	total, err := estimateRows(ctx, a, sy)
+	if err != nil {
+		return err
+	}
+	tty := isTerminal(stderr)
+	if !*yes {
+		if !tty {
+			return &usageError{errors.New("backfill re-sends rows to Micro; pass --yes to confirm when not on a terminal")}
+		}
+		fmt.Fprintf(stderr, "Re-send about %d rows of sync %s to Micro (%d requests or more)? [y/N] ", total, *name, 1+total/int64(syncs[0].BatchSize))
+		answer, _ := bufio.NewReader(stdin).ReadString('\n')
+		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
+			return &usageError{errors.New("backfill cancelled")}
+		}
+	}
+	prog := &progress{total: total, start: time.Now(), tty: tty, w: stderr, log: a.log, every: 5 * time.Second}
+	sy.Observer = multiObserver{sy.Observer, prog}
+	sum, err := sy.Once(ctx)
+	prog.finish()
+	logSummary(a.log, sum, err)
+	if err != nil {
+		return fmt.Errorf("backfill interrupted (run the same command again to resume): %w", err)
+	}
+	// Done: forget the backfill position so the next backfill starts over.
+	if err := a.store.Forget(ctx, sy.StateName); err != nil {
+		return fmt.Errorf("backfill done, but its position could not be removed: %w", err)
+	}
+	fmt.Fprintf(stdout, "backfill of %s done: %d rows read, %d created, %d updated, %d unchanged matches, %d rejected, %d invalid\n",
+		*name, sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid)
+	return nil
+}
+
+// estimateRows counts the rows a backfill will read, for progress and the
+// confirmation prompt.
+func estimateRows(ctx context.Context, a *app, sy *connector.Syncer) (int64, error) {
+	src := sy.Sync.Source
+	from := "(" + strings.TrimRight(strings.TrimSpace(src.Query), ";") + ") AS src"
+	if src.Query == "" {
+		from = pgx.Identifier(strings.Split(src.Table, ".")).Sanitize() + " AS src"
+	}
+	cur := "src." + pgx.Identifier{src.Cursor}.Sanitize()
+	sql := "SELECT count(*) FROM " + from + " WHERE " + cur + " IS NOT NULL"
+	var args []any
+	if sy.From != "" {
+		args = append(args, sy.From)
+		sql += fmt.Sprintf(" AND %s::text >= $%d", cur, len(args))
+	}
+	var n int64
+	// Comparing as text is only an estimate for bounds; the backfill itself
+	// compares typed values.
+	if sy.To != "" {
+		args = append(args, sy.To)
+		sql += fmt.Sprintf(" AND %s::text <= $%d", cur, len(args))
+	}
+	if err := a.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("estimate rows: %w", err)
+	}
+	return n, nil
+}
+
+// progress shows a backfill's progress: a redrawn line on a terminal, a
+// log line every few seconds elsewhere.
+type progress struct {
+	mu    sync.Mutex
+	total int64
+	done  int64
+	start time.Time
+	last  time.Time
+	every time.Duration
+	tty   bool
+	w     io.Writer
+	log   interface{ Info(string, ...any) }
+}
+
+func (p *progress) PassFinished(connector.Summary, error) {}
+func (p *progress) InFlight(string, int)                  {}
+func (p *progress) BatchDone(_ string, r connector.BatchReport) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.done += int64(r.Rows + r.Invalid)
+	now := time.Now()
+	if p.tty || now.Sub(p.last) >= p.every {
+		p.last = now
+		p.print(now)
+	}
+}
+
+func (p *progress) print(now time.Time) {
+	el := now.Sub(p.start).Seconds()
+	rate := float64(p.done) / max(el, 0.001)
+	eta := "?"
+	if rate > 0 && p.total > p.done {
+		eta = (time.Duration(float64(p.total-p.done)/rate) * time.Second).Round(time.Second).String()
+	} else if p.total <= p.done {
+		eta = "0s"
+	}
+	if p.tty {
+		const width = 30
+		frac := 1.0
+		if p.total > 0 {
+			frac = min(1, float64(p.done)/float64(p.total))
+		}
+		bar := strings.Repeat("#", int(frac*width)) + strings.Repeat(".", width-int(frac*width))
+		fmt.Fprintf(p.w, "\r[%s] %d/%d rows  %.0f rows/s  ETA %s ", bar, p.done, p.total, rate, eta)
+		return
+	}
+	p.log.Info("backfill progress", "done", p.done, "total", p.total, "rows_per_sec", int(rate), "eta", eta)
+}
+
+func (p *progress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.print(time.Now())
+	if p.tty {
+		fmt.Fprintln(p.w)
+	}
+}
+
+// multiObserver fans events out to several observers (nil ones skipped).
+type multiObserver []connector.Observer
+
+func (m multiObserver) PassFinished(s connector.Summary, err error) {
+	for _, o := range m {
+		if o != nil {
+			o.PassFinished(s, err)
+		}
+	}
+}
+
+func (m multiObserver) BatchDone(sync string, r connector.BatchReport) {
+	for _, o := range m {
+		if o != nil {
+			o.BatchDone(sync, r)
+		}
+	}
+}
+
+func (m multiObserver) InFlight(sync string, n int) {
+	for _, o := range m {
+		if o != nil {
+			o.InFlight(sync, n)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/checkpoint"
+)
+
+func TestBackfillKeepsLiveCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	env, fake := onceEnv(t, "right-key")
+	lookup := envconfig.MapLookuper(env)
+	if err := Run(ctx, []string{"once"}, lookup, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := checkpoint.Open(ctx, "postgres", env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	live, err := store.Load(ctx, "items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := fake.Stats().Rows
+
+	// Not on a terminal: refuses without --yes, sends nothing.
+	err = Run(ctx, []string{"backfill", "--sync", "items"}, lookup, &bytes.Buffer{}, &bytes.Buffer{})
+	if exitCode(err) != exitUsage || fake.Stats().Rows != before {
+		t.Fatalf("backfill without --yes: err %v, rows sent %d", err, fake.Stats().Rows-before)
+	}
+
+	var out bytes.Buffer
+	err = Run(ctx, []string{"backfill", "--sync", "items", "--from", "2026-03-01", "--yes"}, lookup, &out, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Rows with changed >= 2026-03-01: dates 2026-01-02 .. 2026-09-08, id = day offset.
+	if sent := fake.Stats().Rows - before; sent != 250-58 {
+		t.Fatalf("backfill sent %d objects, want %d (rows from 2026-03-01 on)", sent, 250-58)
+	}
+	if !strings.Contains(out.String(), "backfill of items done") {
+		t.Errorf("no completion line: %q", out.String())
+	}
+	if n := len(fake.Records("deal")); n != 250 {
+		t.Fatalf("fake holds %d deals after backfill, want 250 (dedupe_by matched, no new records)", n)
+	}
+	after, err := store.Load(ctx, "items")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Position.Equal(live.Position) || after.Batches != live.Batches {
+		t.Fatalf("live checkpoint moved: %+v -> %+v", live, after)
+	}
+	bf, err := store.Load(ctx, "items~backfill")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bf.Exists {
+		t.Fatalf("finished backfill left its position behind: %+v", bf)
+	}
+}

@@ -1,0 +1,55 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Why a horizon: `updated_at DEFAULT now()` stamps a row with its
+// transaction's START time, but the row becomes visible only at COMMIT. A
+// transaction that runs long can commit a row whose cursor is already behind
+// the checkpoint, and a reader that simply follows the cursor never sees it.
+// So a pass reads only rows with cursor < H, where H is the start time of the
+// oldest transaction still open in the database: every row stamped before H
+// has been committed (or rolled back) already, so nothing can appear behind
+// the checkpoint later.
+
+// horizon is the upper cursor bound of one pass.
+type horizon struct {
+	until string        // timestamptz text: read cursor < until
+	lag   time.Duration // now - until: how far the horizon holds the pass back
+	known bool          // false when pg_stat_activity could not be read
+}
+
+// commitHorizon computes min(oldest open transaction start, now) - and
+// now - lag, whichever is earlier. Reading other sessions' xact_start needs
+// pg_read_all_stats (or pg_monitor, or superuser); without it known is false
+// and only lag bounds the pass.
+func commitHorizon(ctx context.Context, pool *pgxpool.Pool, lag time.Duration) (horizon, error) {
+	var h horizon
+	var lagSecs float64
+	err := pool.QueryRow(ctx, `
+		WITH oldest AS (
+			SELECT min(xact_start) AS t FROM pg_stat_activity
+			WHERE datname = current_database() AND backend_type = 'client backend'
+			  AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+		), visible AS (
+			SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+			    OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS ok
+		), bound AS (
+			SELECT CASE WHEN visible.ok THEN least(coalesce(oldest.t, now()), now() - $1::interval)
+			            ELSE now() - $1::interval END AS u, visible.ok
+			FROM oldest, visible
+		)
+		SELECT u::text, ok, extract(epoch FROM now() - u)::float8 FROM bound`,
+		fmt.Sprintf("%d microseconds", lag.Microseconds()),
+	).Scan(&h.until, &h.known, &lagSecs)
+	if err != nil {
+		return h, fmt.Errorf("commit horizon: %w", err)
+	}
+	h.lag = time.Duration(lagSecs * float64(time.Second))
+	return h, nil
+}
