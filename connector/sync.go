@@ -66,6 +66,12 @@ type Syncer struct {
 	// backstop for cursors stamped by application clocks, and the only
 	// bound when the commit horizon cannot be read (then at least 1 minute).
 	Lag time.Duration
+	// MaxRejectShare stops a pass (with a PermanentError) once more than
+	// this share of its rows were rejected, so a systematic problem (a
+	// wrong slug, a broken transform) fails loudly instead of quietly
+	// rejecting everything. 0 disables it. Checked after each commit, from
+	// 20 rows on.
+	MaxRejectShare float64
 	// RetryDelay is the pause before re-sending a failed job (default 5s);
 	// Sleep lets tests skip it.
 	RetryDelay time.Duration
@@ -310,7 +316,20 @@ func (p *pipeline) commitHead(ctx context.Context) error {
 	}
 	p.queue = p.queue[1:]
 	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
-	return nil
+	return p.s.checkRejectShare(p.sum)
+}
+
+// checkRejectShare fails the pass when too many of its rows were rejected.
+// The batches so far are committed (their rejects recorded), so nothing is
+// lost: the rejects are retried when their rows change again.
+func (s *Syncer) checkRejectShare(sum *Summary) error {
+	seen := sum.Sent + sum.Invalid
+	bad := sum.Rejected + sum.Invalid
+	if s.MaxRejectShare <= 0 || seen < 20 || float64(bad) <= s.MaxRejectShare*float64(seen) {
+		return nil
+	}
+	return &PermanentError{fmt.Errorf("%d of %d rows in this pass were rejected, more than MAX_REJECT_SHARE=%g; stopping so that a systematic problem does not reject every row (see `prismsync rejects` for the reasons)",
+		bad, seen, s.MaxRejectShare)}
 }
 
 // bisect handles a batch the API found too large: it forgets the batch,

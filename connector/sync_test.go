@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -451,4 +452,34 @@ func TestTooLargeBatchIsBisected(t *testing.T) {
 		t.Fatal("the fake never answered 413; the test does not exercise bisection")
 	}
 	e.checkFake()
+}
+
+// When most rows are refused (here: a slug the workspace does not have), the
+// pass fails loudly instead of quietly rejecting everything; what was
+// committed so far is recorded as rejects, so nothing is lost.
+func TestRejectShareStopsThePass(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{KnownSlugs: map[string][]string{"organization": {"external_id", "name", "seats"}}})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, 'x' || g || '@example.com', 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 300) g`)
+	sy := e.syncer(mappingFor(t, 50, false))
+	sy.MaxRejectShare = 0.5
+	sum, err := sy.Once(ctx)
+	var pe *connector.PermanentError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "MAX_REJECT_SHARE") {
+		t.Fatalf("want a permanent MAX_REJECT_SHARE error, got %v", err)
+	}
+	if sum.Batches != 1 || sum.Rejected != 50 {
+		t.Fatalf("summary %+v: want the pass stopped after the first batch of 50 rejects", sum)
+	}
+	rs, err := e.store.(interface {
+		Rejects(context.Context, string, int) ([]checkpoint.Reject, error)
+	}).Rejects(ctx, "people", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 50 || rs[0].Code != "unknown_property" || len(rs[0].RowKey) != 1 || len(rs[0].Payload) == 0 {
+		t.Fatalf("rejects %d, first %+v: want 50 unknown_property rejects with key and payload", len(rs), rs[0])
+	}
 }

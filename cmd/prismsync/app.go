@@ -97,6 +97,7 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		MaxJobAttempts: a.cfg.MaxJobAttempts,
 		MaxInflight:    a.cfg.MaxInflight,
 		Lag:            a.cfg.Lag,
+		MaxRejectShare: a.cfg.MaxRejectShare,
 		Observer:       a.observer,
 	}
 }

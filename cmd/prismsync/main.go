@@ -95,6 +95,7 @@ Usage:
   prismsync run                  run every sync on its schedule until SIGINT/SIGTERM
   prismsync once [--sync NAME]   one pass of each sync (or NAME) until caught up
   prismsync backfill --sync NAME re-send a sync's rows (all, or --from/--to), keeping the live checkpoint
+  prismsync rejects              list rows that were not delivered, with their reasons
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
   prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
   prismsync version              print the version
@@ -118,6 +119,8 @@ func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runValidate(ctx, rest, env, stdout, stderr)
 	case "backfill":
 		return runBackfill(ctx, rest, env, os.Stdin, stdout, stderr)
+	case "rejects":
+		return runRejects(ctx, rest, env, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version":
