@@ -36,6 +36,19 @@ type API interface {
 	Job(ctx context.Context, jobID string) (*prism.Job, error)
 }
 
+// Budget guards Micro's monthly request quota; *budget.Budget implements it.
+type Budget interface {
+	// Allow reports whether about n more requests may be made this month.
+	Allow(ctx context.Context, n int) (bool, error)
+	// Coalesce reports whether the month's pace is ahead of the budget, so
+	// partial batches should wait.
+	Coalesce(ctx context.Context) bool
+}
+
+// ErrBudgetExhausted ends a pass when the month's request budget is spent.
+// Unsent rows stay in the database; nothing is lost.
+var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or MICRO_MONTHLY_REQUESTS is raised")
+
 // Syncer runs one sync of the mapping file.
 type Syncer struct {
 	Sync   *mapping.Sync
@@ -45,6 +58,11 @@ type Syncer struct {
 	Logger *slog.Logger
 	// Observer is told about passes and batches (metrics); nil ignores.
 	Observer Observer
+	// Budget, when set, is consulted before each batch is sent.
+	Budget Budget
+	// MaxDelay bounds how long a partial batch is held back while the
+	// budget asks to coalesce (default 15m).
+	MaxDelay time.Duration
 
 	// StateName is the name the checkpoint and journal are kept under;
 	// default Sync.Name. A backfill uses its own so that it never moves the
@@ -81,7 +99,8 @@ type Syncer struct {
 	Stopping <-chan struct{}
 
 	warnOnce  sync.Once
-	batchSize int // learned: halved when the API says a body is too large
+	batchSize int       // learned: halved when the API says a body is too large
+	lastSent  time.Time // when this Syncer last sent a batch (coalescing)
 }
 
 // Summary counts what one pass did.
@@ -239,6 +258,9 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 		if len(rows) == 0 {
 			return nil
 		}
+		if hold, err := s.holdBack(ctx, len(rows) < limit); hold || err != nil {
+			return err
+		}
 		p.sum.Rows += len(rows)
 		b := s.build(enc, w.After, rows)
 		p.sum.Invalid += len(b.invalid)
@@ -250,6 +272,34 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 			return nil
 		}
 	}
+}
+
+// holdBack asks the budget whether the next batch may go. A spent budget
+// ends the pass with ErrBudgetExhausted; a month running ahead of its pace
+// holds partial batches back until MaxDelay passed since the last send, so
+// that fewer, fuller requests carry the same rows.
+func (s *Syncer) holdBack(ctx context.Context, partial bool) (bool, error) {
+	if s.Budget == nil {
+		return false, nil
+	}
+	// A batch costs its POST and, when async, about two polls.
+	ok, err := s.Budget.Allow(ctx, 3)
+	if err != nil {
+		return true, err
+	}
+	if !ok {
+		return true, ErrBudgetExhausted
+	}
+	maxDelay := s.MaxDelay
+	if maxDelay <= 0 {
+		maxDelay = 15 * time.Minute
+	}
+	if partial && !s.lastSent.IsZero() && time.Since(s.lastSent) < maxDelay && s.Budget.Coalesce(ctx) {
+		s.logger().Debug("coalescing: request budget ahead of the month's pace; holding a partial batch", "max_delay", maxDelay)
+		return true, nil
+	}
+	s.lastSent = time.Now()
+	return false, nil
 }
 
 // add journals b, starts sending it, and commits whatever completed. It

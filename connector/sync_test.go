@@ -483,3 +483,70 @@ func TestRejectShareStopsThePass(t *testing.T) {
 		t.Fatalf("rejects %d, first %+v: want 50 unknown_property rejects with key and payload", len(rs), rs[0])
 	}
 }
+
+// budgetFunc is a hand-written Budget for tests.
+type budgetFunc struct {
+	allow    func() bool
+	coalesce bool
+}
+
+func (b budgetFunc) Allow(context.Context, int) (bool, error) { return b.allow(), nil }
+func (b budgetFunc) Coalesce(context.Context) bool            { return b.coalesce }
+
+func TestBudgetExhaustedStopsSendingAndLosesNothing(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 500) g`)
+	m := mappingFor(t, 100, true)
+	left := 2
+	sy := e.syncer(m)
+	sy.Budget = budgetFunc{allow: func() bool { left--; return left >= 0 }}
+	sum, err := sy.Once(ctx)
+	if !errors.Is(err, connector.ErrBudgetExhausted) {
+		t.Fatalf("want ErrBudgetExhausted, got %v", err)
+	}
+	if sum.Batches != 2 || len(e.fake.Records("organization")) != 200 {
+		t.Fatalf("summary %+v, fake %d records: want exactly 2 batches sent", sum, len(e.fake.Records("organization")))
+	}
+	requests := e.fake.Stats().Requests
+	if _, err := sy.Once(ctx); !errors.Is(err, connector.ErrBudgetExhausted) || e.fake.Stats().Requests != requests {
+		t.Fatalf("a pass with the budget spent made requests (err %v)", err)
+	}
+	sy.Budget = budgetFunc{allow: func() bool { return true }} // the month turned
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkFake()
+}
+
+func TestCoalescingHoldsPartialBatches(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 250) g`)
+	sy := e.syncer(mappingFor(t, 100, true))
+	sy.Budget = budgetFunc{allow: func() bool { return true }, coalesce: true}
+	sy.MaxDelay = time.Hour
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first batch goes (nothing was sent before), the second is full,
+	// the partial third waits for more rows or for MaxDelay.
+	if sum.Batches != 2 || sum.Rows != 200 {
+		t.Fatalf("summary %+v: want 2 full batches sent and the partial one held", sum)
+	}
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-02-01' + g * interval '1 minute'
+		FROM generate_series(251, 300) g`)
+	if sum, err = sy.Once(ctx); err != nil || sum.Batches != 1 || sum.Rows != 100 {
+		t.Fatalf("second pass %+v (err %v): want one now-full batch of 100", sum, err)
+	}
+	sy.Budget = budgetFunc{allow: func() bool { return true }}
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	e.checkFake()
+}
