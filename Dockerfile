@@ -14,9 +14,16 @@ RUN CGO_ENABLED=0 go build -trimpath \
 # distroless/static has CA certificates and a nonroot user, and no shell.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/prismsync /usr/local/bin/prismsync
-# Mount the mapping file here (or set MAPPING_FILE).
+# Mount the mapping file at /etc/prismsync/mapping.yaml (or set MAPPING_FILE).
+# The ops endpoint (/healthz, /readyz, /metrics) listens beyond loopback so
+# it can be probed and scraped from outside the container.
 ENV MAPPING_FILE=/etc/prismsync/mapping.yaml \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    HTTP_ADDR=0.0.0.0:9464
+EXPOSE 9464
 USER nonroot:nonroot
+# No shell or curl in the image: the binary probes its own /healthz.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["/usr/local/bin/prismsync", "healthcheck"]
 ENTRYPOINT ["/usr/local/bin/prismsync"]
 CMD ["run"]

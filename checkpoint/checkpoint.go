@@ -102,9 +102,36 @@ type Store interface {
 	// Syncs lists the syncs that have a position or a commit history, sorted.
 	Syncs(ctx context.Context) ([]string, error)
 	// Forget deletes everything stored about sync: position, history,
-	// journal and rejects. It is the deliberate way to start a sync over.
+	// journal, rejects and its last run. It is the deliberate way to start a
+	// sync over.
 	Forget(ctx context.Context, sync string) error
+
+	// RecordRun replaces the record of the last run (pass) of sync.
+	RecordRun(ctx context.Context, sync string, r Run) error
+	// LastRun returns the last recorded run of sync; false if none.
+	LastRun(ctx context.Context, sync string) (Run, bool, error)
+	// AddRequests adds n to the API request count of month ("2026-11",
+	// UTC calendar month), shared by every process using the store.
+	AddRequests(ctx context.Context, month string, n int) error
+	// Requests returns the API request count of month (0 if none).
+	Requests(ctx context.Context, month string) (int, error)
+	// TryLock takes the lease on sync without waiting: ok is false when
+	// another holder has it. The lease ends with release (safe to call more
+	// than once) or when the holding process dies, so another replica can
+	// take over.
+	TryLock(ctx context.Context, sync string) (release func(), ok bool, err error)
+
 	Close() error
+}
+
+// Run records one pass of a sync, for "prismsync status".
+type Run struct {
+	Started  time.Time
+	Finished time.Time
+	OK       bool
+	Error    string // "" when OK
+	Rows     int    // rows read
+	Sent     int    // objects the API confirmed
 }
 
 var (
@@ -126,6 +153,9 @@ var (
 	ErrNotJournaled = errors.New("batch not journaled")
 	// ErrClosed is returned by a FileStore after Close.
 	ErrClosed = errors.New("checkpoint store closed")
+	// ErrReadOnly is returned by the writing methods of a store opened
+	// read-only (OpenFileReadOnly).
+	ErrReadOnly = errors.New("checkpoint store opened read-only")
 )
 
 // MissingCheckpointError is the detailed form of ErrCheckpointMissing.

@@ -35,6 +35,15 @@
 //	                          job_id, created_at; Pending orders by created_at, seq
 //	prismsync.rejects         (sync, row_key text[]) PK, code, message, payload,
 //	                          attempts, first_seen, last_seen
+//	prismsync.runs            sync PK, started_at, finished_at, ok, error, row_count,
+//	                          sent_count: the last pass, for "prismsync status"
+//	prismsync.request_counts  month PK ("2026-11"), requests: API requests used,
+//	                          summed over every process
+//
+// TryLock leases a sync to one replica with pg_try_advisory_lock on a
+// connection of its own, outside the pool; the lock ends with release or with
+// that session (a dead replica frees its syncs). The key is a 64-bit FNV hash
+// of "prismsync/sync-lease/" and the sync name.
 //
 // A pool opened from a URL gets application_name=prismsync and a 60s
 // statement_timeout unless the URL sets them; a pool passed to OpenPostgres
@@ -50,7 +59,10 @@
 // directory, so the file is always either the old or the new document; Commit
 // is a single rename. While a FileStore is open it holds flock(2) on
 // PATH.lock; a second opener, in this or another process, fails with
-// ErrLocked. The lock file is left in place on Close on purpose.
+// ErrLocked. The lock file is left in place on Close on purpose. That lock
+// already keeps other processes out, so TryLock only keeps two holders in
+// this process apart. OpenFileReadOnly reads a snapshot without the lock (for
+// "prismsync status" next to a running daemon).
 //
 //	{
 //	  "version": 1,
@@ -62,8 +74,13 @@
 //	                          "rows": 500, "body_gzip": "<base64>", "object": "organization",
 //	                          "job_id": "", "created_at": "…"}]},
 //	  "rejects":   {"orgs": [{"row_key": ["17"], "code": "…", "message": "…",
-//	                          "payload": "<base64>", "attempts": 2, "first_seen": "…", "last_seen": "…"}]}
+//	                          "payload": "<base64>", "attempts": 2, "first_seen": "…", "last_seen": "…"}]},
+//	  "runs":      {"orgs": {"started": "…", "finished": "…", "ok": true, "rows": 500, "sent": 498}},
+//	  "requests":  {"2026-11": 412}
 //	}
+//
+// "runs" and "requests" were added within version 1 (an older prismsync
+// ignores them).
 //
 // A "version" other than 1 is ErrUnsupportedVersion; a document that does
 // not decode is ErrCorrupt (with the path), never an empty store. The file

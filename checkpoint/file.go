@@ -28,9 +28,12 @@ type FileStore struct {
 	path string
 	now  func() time.Time
 
-	mu   sync.RWMutex
-	lock *os.File // flock held while open; nil after Close
-	st   fileState
+	mu       sync.RWMutex
+	lock     *os.File // flock held while open; nil after Close
+	readOnly bool     // OpenFileReadOnly: no lock, no writes
+	closed   bool
+	st       fileState
+	leases   map[string]bool // syncs leased through TryLock (guarded by mu)
 }
 
 var _ Store = (*FileStore)(nil)
@@ -43,6 +46,8 @@ type fileState struct {
 	history   map[string]fileHistory
 	journal   map[string][]fileBatch           // per sync, in Pending order
 	rejects   map[string]map[string]fileReject // per sync, by rejectKey
+	runs      map[string]fileRun
+	requests  map[string]int // per month
 	nextSeq   int64
 }
 
@@ -54,6 +59,19 @@ type fileDoc struct {
 	History   map[string]fileHistory  `json:"history"`
 	Journal   map[string][]fileBatch  `json:"journal"`
 	Rejects   map[string][]fileReject `json:"rejects"`
+	// Added after version 1 without a version bump: an older prismsync
+	// ignores (and drops) them, losing only status information.
+	Runs     map[string]fileRun `json:"runs,omitempty"`
+	Requests map[string]int     `json:"requests,omitempty"`
+}
+
+type fileRun struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	OK       bool      `json:"ok"`
+	Error    string    `json:"error,omitempty"`
+	Rows     int       `json:"rows"`
+	Sent     int       `json:"sent"`
 }
 
 type filePosition struct {
@@ -132,6 +150,8 @@ func emptyState() fileState {
 		history:   map[string]fileHistory{},
 		journal:   map[string][]fileBatch{},
 		rejects:   map[string]map[string]fileReject{},
+		runs:      map[string]fileRun{},
+		requests:  map[string]int{},
 		nextSeq:   1,
 	}
 }
@@ -142,6 +162,8 @@ func (st fileState) clone() fileState {
 		history:   maps.Clone(st.history),
 		journal:   maps.Clone(st.journal),
 		rejects:   maps.Clone(st.rejects),
+		runs:      maps.Clone(st.runs),
+		requests:  maps.Clone(st.requests),
 		nextSeq:   st.nextSeq,
 	}
 }
@@ -198,6 +220,18 @@ func decodeFile(data []byte) (fileState, error) {
 			st.journal[sync] = out
 		}
 	}
+	for sync, r := range doc.Runs {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: run with an empty sync name", ErrCorrupt)
+		}
+		st.runs[sync] = r
+	}
+	for month, n := range doc.Requests {
+		if checkMonth(month) != nil || n < 0 {
+			return fileState{}, fmt.Errorf("%w: request count %q: %d", ErrCorrupt, month, n)
+		}
+		st.requests[month] = n
+	}
 	for sync, rs := range doc.Rejects {
 		if sync == "" {
 			return fileState{}, fmt.Errorf("%w: rejects with an empty sync name", ErrCorrupt)
@@ -235,6 +269,8 @@ func encodeFile(st fileState) ([]byte, error) {
 		History:   st.history,
 		Journal:   st.journal,
 		Rejects:   make(map[string][]fileReject, len(st.rejects)),
+		Runs:      st.runs,
+		Requests:  st.requests,
 	}
 	for sync, m := range st.rejects {
 		rs := slices.Collect(maps.Values(m))
@@ -315,6 +351,9 @@ func (s *FileStore) update(ctx context.Context, fn func(st *fileState) error) er
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if s.readOnly {
+		return fmt.Errorf("checkpoint: %s: %w", s.path, ErrReadOnly)
+	}
 	next := s.st.clone()
 	if err := fn(&next); err != nil {
 		return err
@@ -343,7 +382,7 @@ func (s *FileStore) view(ctx context.Context, fn func(st *fileState) error) erro
 }
 
 func (s *FileStore) usable() error {
-	if s.lock == nil {
+	if s.closed {
 		return fmt.Errorf("checkpoint: %s: %w", s.path, ErrClosed)
 	}
 	return nil
@@ -356,7 +395,11 @@ func (s *FileStore) Path() string { return s.path }
 func (s *FileStore) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lock == nil {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.lock == nil { // read-only: nothing to unlock
 		return nil
 	}
 	err := unlockFile(s.lock)
@@ -609,6 +652,7 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.history, sync)
 		delete(st.journal, sync)
 		delete(st.rejects, sync)
+		delete(st.runs, sync)
 		return nil
 	})
 	if err != nil {

@@ -62,6 +62,20 @@ var migrations = []string{
 		PRIMARY KEY (sync, row_key)
 	);
 	CREATE INDEX rejects_last_seen ON prismsync.rejects (last_seen);`,
+	// 2: last run per sync and the monthly API request count ("status").
+	`CREATE TABLE prismsync.runs (
+		sync        text PRIMARY KEY,
+		started_at  timestamptz NOT NULL,
+		finished_at timestamptz NOT NULL,
+		ok          boolean NOT NULL,
+		error       text NOT NULL,
+		row_count   bigint NOT NULL,
+		sent_count  bigint NOT NULL
+	);
+	CREATE TABLE prismsync.request_counts (
+		month    text PRIMARY KEY,
+		requests bigint NOT NULL
+	);`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.
@@ -420,7 +434,7 @@ func (s *PGStore) Forget(ctx context.Context, sync string) error {
 		return err
 	}
 	b := &pgx.Batch{}
-	for _, table := range []string{"positions", "sync_history", "journal", "rejects"} {
+	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs"} {
 		b.Queue(`DELETE FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+` WHERE sync = $1`, sync)
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {

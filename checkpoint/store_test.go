@@ -613,6 +613,137 @@ func testStore(t *testing.T, h harness) {
 		}
 	})
 
+	t.Run("Runs", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		if _, ok, err := s.LastRun(ctx, "orgs"); err != nil || ok {
+			t.Fatalf("fresh LastRun = %v, %v", ok, err)
+		}
+		zone := time.FixedZone("X", 3600)
+		first := Run{Started: time.Date(2026, 11, 2, 10, 0, 0, 999, zone), Finished: time.Date(2026, 11, 2, 10, 1, 0, 0, zone),
+			OK: true, Rows: 500, Sent: 480}
+		must(t, s.RecordRun(ctx, "orgs", first))
+		failed := Run{Started: time.Date(2026, 11, 2, 11, 0, 0, 0, time.UTC), Finished: time.Date(2026, 11, 2, 11, 0, 5, 0, time.UTC),
+			Error: "sync orgs: database \x00 gone \xff", Rows: 3}
+		must(t, s.RecordRun(ctx, "contacts", failed))
+		must(t, s.Close())
+
+		s2 := h.openStore(t, loc, nil)
+		got, ok, err := s2.LastRun(ctx, "orgs")
+		must(t, err)
+		want := Run{Started: stamp(first.Started), Finished: stamp(first.Finished), OK: true, Rows: 500, Sent: 480}
+		if !ok || got != want || got.Started.Location() != time.UTC {
+			t.Errorf("LastRun(orgs) after reopen = %+v, %v; want %+v", got, ok, want)
+		}
+		got, ok, err = s2.LastRun(ctx, "contacts")
+		must(t, err)
+		if !ok || got.OK || got.Error != "sync orgs: database \uFFFD gone \uFFFD" || got.Rows != 3 {
+			t.Errorf("LastRun(contacts) = %+v, %v", got, ok)
+		}
+		// The last run replaces the one before.
+		must(t, s2.RecordRun(ctx, "orgs", failed))
+		if got, _, _ := s2.LastRun(ctx, "orgs"); got.OK || got.Rows != 3 {
+			t.Errorf("LastRun after a second RecordRun = %+v", got)
+		}
+		// A run alone does not make a sync exist (it may never commit).
+		if syncs, _ := s2.Syncs(ctx); len(syncs) != 0 {
+			t.Errorf("Syncs = %v, want none (runs only)", syncs)
+		}
+		must(t, s2.Forget(ctx, "orgs"))
+		if _, ok, _ := s2.LastRun(ctx, "orgs"); ok {
+			t.Error("Forget kept the last run")
+		}
+		if _, ok, _ := s2.LastRun(ctx, "contacts"); !ok {
+			t.Error("Forget(orgs) removed the run of contacts")
+		}
+		if err := s2.RecordRun(ctx, "", first); err == nil {
+			t.Error("RecordRun with an empty sync name succeeded")
+		}
+	})
+
+	t.Run("Requests", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		if n, err := s.Requests(ctx, "2026-11"); err != nil || n != 0 {
+			t.Fatalf("fresh Requests = %d, %v", n, err)
+		}
+		must(t, s.AddRequests(ctx, "2026-11", 5))
+		must(t, s.AddRequests(ctx, "2026-11", 0))
+		must(t, s.AddRequests(ctx, "2026-11", 37))
+		must(t, s.AddRequests(ctx, "2026-12", 1))
+		must(t, s.Close())
+		s2 := h.openStore(t, loc, nil)
+		for month, want := range map[string]int{"2026-11": 42, "2026-12": 1, "2027-01": 0} {
+			n, err := s2.Requests(ctx, month)
+			must(t, err)
+			if n != want {
+				t.Errorf("Requests(%s) after reopen = %d, want %d", month, n, want)
+			}
+		}
+		for _, bad := range []string{"", "2026-1", "2026-13", "november", "2026-11-01"} {
+			if err := s2.AddRequests(ctx, bad, 1); err == nil {
+				t.Errorf("AddRequests(%q) succeeded", bad)
+			}
+			if _, err := s2.Requests(ctx, bad); err == nil {
+				t.Errorf("Requests(%q) succeeded", bad)
+			}
+		}
+		if err := s2.AddRequests(ctx, "2026-11", -1); err == nil {
+			t.Error("AddRequests with a negative count succeeded")
+		}
+		// Concurrent adds are not lost.
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					if err := s2.AddRequests(ctx, "2027-02", 1); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n, _ := s2.Requests(ctx, "2027-02"); n != 80 {
+			t.Errorf("Requests after 80 concurrent adds = %d", n)
+		}
+	})
+
+	t.Run("TryLock", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		rel, ok, err := s.TryLock(ctx, "orgs")
+		must(t, err)
+		if !ok {
+			t.Fatal("first TryLock not ok")
+		}
+		// A second holder (even in this process) does not get it; another
+		// sync is independent.
+		if rel2, ok, err := s.TryLock(ctx, "orgs"); err != nil || ok {
+			if ok {
+				rel2()
+			}
+			t.Fatalf("second TryLock(orgs) = %v, %v; want not ok", ok, err)
+		}
+		relC, ok, err := s.TryLock(ctx, "contacts")
+		must(t, err)
+		if !ok {
+			t.Fatal("TryLock(contacts) not ok while orgs is held")
+		}
+		relC()
+		rel()
+		rel() // twice is harmless
+		rel3, ok, err := s.TryLock(ctx, "orgs")
+		must(t, err)
+		if !ok {
+			t.Fatal("TryLock after release not ok")
+		}
+		rel3()
+		if _, _, err := s.TryLock(ctx, ""); err == nil {
+			t.Error("TryLock with an empty sync name succeeded")
+		}
+	})
+
 	t.Run("ConcurrentUse", func(t *testing.T) {
 		s := h.openStore(t, h.newLoc(t), nil)
 		const syncs, commits = 4, 15

@@ -96,6 +96,8 @@ Usage:
   prismsync once [--sync NAME]   one pass of each sync (or NAME) until caught up
   prismsync backfill --sync NAME re-send a sync's rows (all, or --from/--to), keeping the live checkpoint
   prismsync rejects              list rows that were not delivered, with their reasons
+  prismsync status [--json]      one row per sync: checkpoint, last run, in flight, rejects, requests used
+  prismsync healthcheck          exit 0 when the local /healthz answers (Docker HEALTHCHECK)
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
   prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
   prismsync version              print the version
@@ -121,6 +123,10 @@ func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runBackfill(ctx, rest, env, os.Stdin, stdout, stderr)
 	case "rejects":
 		return runRejects(ctx, rest, env, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, env, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
 	case "version":

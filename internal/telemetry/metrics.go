@@ -56,11 +56,10 @@ type Metrics struct {
 	cursorTime, horizonLag                       *prometheus.GaugeVec
 	monthlyLimit                                 prometheus.Gauge
 
-	mu      sync.Mutex
-	syncs   map[string]*syncState
-	month   string         // calendar month (UTC, "2006-01") monthN counts
-	monthN  int            // requests this month: seeded by SetRequests plus observed
-	pending map[string]int // observed requests per month not yet taken by TakeRequests
+	mu     sync.Mutex
+	syncs  map[string]*syncState
+	month  string // calendar month (UTC, "2006-01") monthN counts
+	monthN int    // requests this month: set by SetRequests plus observed since
 }
 
 // syncState is what readiness and the scrape-time gauges need per sync.
@@ -79,7 +78,6 @@ func New(opts Options) *Metrics {
 		now:       opts.Now,
 		threshold: opts.FailThreshold,
 		syncs:     map[string]*syncState{},
-		pending:   map[string]int{},
 	}
 	if m.now == nil {
 		m.now = time.Now
@@ -128,7 +126,7 @@ func New(opts Options) *Metrics {
 	m.lastPass = gauge("last_pass_timestamp_seconds", "Unix time at which the last pass ended, successful or not.", "sync")
 	m.failures = gauge("consecutive_failed_passes", "Passes failed in a row (0 after a success); readiness fails at the threshold.", "sync")
 	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time (only for time-typed cursors).", "sync")
-	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far behind now the engine's read horizon is (rows newer than it wait for the next pass).", "sync")
+	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far the commit horizon (and SYNC_LAG) held the last pass back from now (0 for cursors that are not times).", "sync")
 	m.monthlyLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "api_requests_month_limit",
 		Help: "Configured API request budget per calendar month (0 = none)."})
 	m.monthlyLimit.Set(float64(opts.MonthlyLimit))
@@ -185,6 +183,7 @@ func (m *Metrics) PassFinished(sum connector.Summary, err error) {
 	m.mu.Unlock()
 
 	m.failures.WithLabelValues(sum.Sync).Set(float64(n))
+	m.horizonLag.WithLabelValues(sum.Sync).Set(sum.HorizonLag.Seconds())
 	if err == nil {
 		m.lastSuccess.WithLabelValues(sum.Sync).Set(unix(now))
 	}
@@ -251,7 +250,6 @@ func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
 	m.mu.Lock()
 	m.rollMonth(month)
 	m.monthN++
-	m.pending[month]++
 	m.mu.Unlock()
 }
 
@@ -263,35 +261,16 @@ func (m *Metrics) rollMonth(month string) {
 	}
 }
 
-// SetRequests seeds the count of month with the total the checkpoint store
-// kept (all replicas, earlier runs); requests observed since the last
-// TakeRequests are added on top, since the store does not have them yet.
+// SetRequests sets the count of month to n, the total the checkpoint store
+// holds (every replica and earlier runs; the budget persists each request
+// there). Requests observed afterwards are added until the next call. A month
+// other than the current one is ignored.
 func (m *Metrics) SetRequests(month string, n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.rollMonth(Month(m.now()))
 	if month == m.month {
-		m.monthN = n + m.pending[month]
-	}
-}
-
-// TakeRequests returns the requests observed per month since the last call
-// and forgets them, for adding to the checkpoint store's counter.
-func (m *Metrics) TakeRequests() map[string]int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := m.pending
-	m.pending = map[string]int{}
-	return out
-}
-
-// ReturnRequests puts counts TakeRequests handed out back, when storing
-// them failed, so the next flush tries again.
-func (m *Metrics) ReturnRequests(counts map[string]int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	for month, n := range counts {
-		m.pending[month] += n
+		m.monthN = n
 	}
 }
 
@@ -301,12 +280,6 @@ func (m *Metrics) RequestsThisMonth() int {
 	defer m.mu.Unlock()
 	m.rollMonth(Month(m.now()))
 	return m.monthN
-}
-
-// SetCommitHorizonLag records how far behind now the engine reads (the
-// connector.Observer interface does not carry it, so the caller sets it).
-func (m *Metrics) SetCommitHorizonLag(sync string, d time.Duration) {
-	m.horizonLag.WithLabelValues(sync).Set(d.Seconds())
 }
 
 // Failing describes a sync whose recent passes all failed.

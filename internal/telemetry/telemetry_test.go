@@ -186,23 +186,16 @@ func TestRequests(t *testing.T) {
 		}
 	}
 
-	// The store knew of 100 requests this month (other replicas, earlier
-	// runs); the 5 not yet flushed come on top.
+	// The store's count (every replica, persisted by the budget) replaces
+	// the local one.
 	m.SetRequests("2026-11", 100)
 	m.SetRequests("2026-10", 7) // not this month: ignored
-	if got := m.RequestsThisMonth(); got != 105 {
-		t.Errorf("RequestsThisMonth = %d, want 105", got)
+	if got := m.RequestsThisMonth(); got != 100 {
+		t.Errorf("RequestsThisMonth = %d, want 100", got)
 	}
-	taken := m.TakeRequests()
-	if len(taken) != 1 || taken["2026-11"] != 5 {
-		t.Errorf("TakeRequests = %v, want 2026-11:5", taken)
-	}
-	if again := m.TakeRequests(); len(again) != 0 {
-		t.Errorf("second TakeRequests = %v, want empty", again)
-	}
-	m.ReturnRequests(taken) // storing failed: they come back
-	if again := m.TakeRequests(); again["2026-11"] != 5 {
-		t.Errorf("after ReturnRequests TakeRequests = %v", again)
+	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 200, Attempt: 1})
+	if got := value(t, m, "prismsync_api_requests_month"); got != 101 {
+		t.Errorf("requests month = %v, want 101", got)
 	}
 
 	// On the 1st the count starts over, even before any request is made.
@@ -213,9 +206,6 @@ func TestRequests(t *testing.T) {
 	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
 	if got := m.RequestsThisMonth(); got != 1 {
 		t.Errorf("RequestsThisMonth in December = %d, want 1", got)
-	}
-	if taken := m.TakeRequests(); taken["2026-12"] != 1 || len(taken) != 1 {
-		t.Errorf("TakeRequests in December = %v", taken)
 	}
 }
 
@@ -245,7 +235,7 @@ func TestCheckpointAge(t *testing.T) {
 	if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); !ok {
 		t.Error("a pass without a position erased the checkpoint age")
 	}
-	m.SetCommitHorizonLag("ts", 90*time.Second)
+	m.PassFinished(connector.Summary{Sync: "ts", HorizonLag: 90 * time.Second}, nil)
 	if got := value(t, m, "prismsync_commit_horizon_lag_seconds", "sync", "ts"); got != 90 {
 		t.Errorf("horizon lag = %v", got)
 	}
@@ -294,7 +284,9 @@ func TestReadinessThreshold(t *testing.T) {
 	m, _ := newMetrics(t, Options{FailThreshold: 3})
 	srv := httptest.NewServer(m.Handler(nil))
 	defer srv.Close()
-	fail := func(sync string) { m.PassFinished(connector.Summary{Sync: sync}, fmt.Errorf("sync %s: database gone", sync)) }
+	fail := func(sync string) {
+		m.PassFinished(connector.Summary{Sync: sync}, fmt.Errorf("sync %s: database gone", sync))
+	}
 
 	if code, _ := get(t, srv.URL+"/readyz"); code != 200 {
 		t.Fatalf("fresh /readyz = %d", code)
@@ -414,7 +406,7 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				m.PassFinished(connector.Summary{Sync: sync, Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, err)
 				if j%10 == 0 {
-					m.TakeRequests()
+					m.SetRequests(Month(time.Now()), j)
 					m.Failing()
 				}
 			}
@@ -462,4 +454,17 @@ func TestServeShutsDownWithContext(t *testing.T) {
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Error("server still answers after shutdown")
 	}
+}
+
+func FuzzParseCursorTime(f *testing.F) {
+	for _, s := range []string{"2026-03-04 05:06:07.123456+00", "2026-03-04 10:36:07+05:30", "2026-03-04 05:06:07.5",
+		"2026-03-04T05:06:07Z", "2026-03-04", "12345", "", "infinity", "-infinity"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := ParseCursorTime(s)
+		if !ok && !got.IsZero() {
+			t.Errorf("ParseCursorTime(%q) = %v with ok=false", s, got)
+		}
+	})
 }

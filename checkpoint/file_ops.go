@@ -1,0 +1,123 @@
+package checkpoint
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+)
+
+// OpenFileReadOnly reads the checkpoint file at path without taking its lock,
+// so "prismsync status" can look while a daemon holds it. The store is a
+// snapshot of the file as it was when opened (the daemon replaces the file by
+// rename, so the snapshot is always one complete document); its writing
+// methods fail with ErrReadOnly.
+func OpenFileReadOnly(path string) (*FileStore, error) {
+	if path == "" {
+		return nil, fmt.Errorf("checkpoint: empty checkpoint file path")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: read %s: %w", path, err)
+	}
+	st, err := decodeFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	return &FileStore{path: path, now: time.Now, readOnly: true, st: st}, nil
+}
+
+// RecordRun implements Store.
+func (s *FileStore) RecordRun(ctx context.Context, sync string, r Run) error {
+	if err := checkSync(sync); err != nil {
+		return err
+	}
+	r = normRun(r)
+	err := s.update(ctx, func(st *fileState) error {
+		st.runs[sync] = fileRun{Started: r.Started, Finished: r.Finished, OK: r.OK, Error: r.Error, Rows: r.Rows, Sent: r.Sent}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: record run of sync %q: %w", sync, err)
+	}
+	return nil
+}
+
+// LastRun implements Store.
+func (s *FileStore) LastRun(ctx context.Context, sync string) (Run, bool, error) {
+	if err := checkSync(sync); err != nil {
+		return Run{}, false, err
+	}
+	var (
+		r  fileRun
+		ok bool
+	)
+	if err := s.view(ctx, func(st *fileState) error { r, ok = st.runs[sync]; return nil }); err != nil {
+		return Run{}, false, err
+	}
+	if !ok {
+		return Run{}, false, nil
+	}
+	return Run{Started: r.Started.UTC(), Finished: r.Finished.UTC(), OK: r.OK, Error: r.Error, Rows: r.Rows, Sent: r.Sent}, true, nil
+}
+
+// AddRequests implements Store.
+func (s *FileStore) AddRequests(ctx context.Context, month string, n int) error {
+	if err := checkRequests(month, n); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil
+	}
+	err := s.update(ctx, func(st *fileState) error {
+		st.requests[month] += n
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint: add requests of %s: %w", month, err)
+	}
+	return nil
+}
+
+// Requests implements Store.
+func (s *FileStore) Requests(ctx context.Context, month string) (int, error) {
+	if err := checkMonth(month); err != nil {
+		return 0, err
+	}
+	var n int
+	err := s.view(ctx, func(st *fileState) error { n = st.requests[month]; return nil })
+	return n, err
+}
+
+// TryLock implements Store. The file's lock already keeps every other
+// process out, so the lease only has to keep two holders in this process
+// apart (as PostgreSQL's session locks do).
+func (s *FileStore) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	if err := checkSync(name); err != nil {
+		return nil, false, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("checkpoint: lock sync %q: %w", name, err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return nil, false, err
+	}
+	if s.leases[name] {
+		return nil, false, nil
+	}
+	if s.leases == nil {
+		s.leases = map[string]bool{}
+	}
+	s.leases[name] = true
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			delete(s.leases, name)
+		})
+	}, true, nil
+}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/internal/sdnotify"
+	"github.com/prismsync/prismsync/internal/telemetry"
+)
+
+// Intervals of the ops goroutines. The request count is re-read from the
+// store because other replicas add to it too.
+const (
+	requestsRefresh = 30 * time.Second
+	storeOpTimeout  = 10 * time.Second
+)
+
+// startOps starts what operators and service managers watch while the daemon
+// runs: the HTTP endpoint on HTTP_ADDR (/healthz, /readyz, /metrics; empty
+// disables it), sd_notify READY=1 (so call it once the daemon is about to
+// schedule its syncs), STOPPING=1 when ctx ends, WATCHDOG=1 pings, and a
+// writer that records each pass in the checkpoint store for "prismsync
+// status".
+//
+// obs goes into connector.Syncer.Observer and onRequest into
+// prism.Config.OnRequest. The endpoint keeps answering after ctx ends (while
+// in-flight batches drain, /readyz says "shutting down"); stop ends it and
+// flushes pending run records, so call it after the syncs have stopped.
+func startOps(ctx context.Context, a *app) (obs connector.Observer, onRequest func(prism.RequestInfo), stop func(), err error) {
+	o, err := newOps(ctx, a, os.LookupEnv)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return o.observer, o.metrics.ObserveRequest, o.stop, nil
+}
+
+// ops is startOps' result in a form tests can inspect.
+type ops struct {
+	metrics  *telemetry.Metrics
+	observer *opsObserver
+	addr     string // bound address of the HTTP endpoint; "" when disabled
+	stop     func()
+}
+
+func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) (*ops, error) {
+	m := telemetry.New(telemetry.Options{MonthlyLimit: a.cfg.MonthlyRequests})
+	// A listener that fails is a configuration problem (port taken, bad
+	// address) reported before anything else starts.
+	var ln net.Listener
+	if a.cfg.HTTPAddr != "" {
+		var lc net.ListenConfig
+		l, err := lc.Listen(ctx, "tcp", a.cfg.HTTPAddr)
+		if err != nil {
+			return nil, &usageError{fmt.Errorf("HTTP_ADDR %s: %w", a.cfg.HTTPAddr, err)}
+		}
+		ln = l
+	}
+
+	// The ops goroutines outlive ctx (the first signal) until stop: the
+	// endpoint must keep answering while batches drain.
+	opsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	o := &ops{metrics: m, observer: &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}}
+
+	if ln != nil {
+		o.addr = ln.Addr().String()
+		h := m.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
+		wg.Go(func() {
+			if err := telemetry.ServeListener(opsCtx, ln, h); err != nil {
+				a.log.Error("ops endpoint stopped", "err", err)
+			}
+		})
+		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/healthz /readyz /metrics")
+	}
+
+	wg.Go(func() { o.observer.recordRuns(opsCtx, a) })
+	wg.Go(func() { refreshRequests(opsCtx, a, m) })
+
+	n := sdnotify.FromEnv(lookupEnv)
+	if n.Enabled() {
+		if err := n.Notify(ctx, sdnotify.Ready, fmt.Sprintf("STATUS=running %d sync(s)", len(a.syncs))); err != nil {
+			a.log.Warn("sd_notify READY failed", "err", err)
+		}
+		if interval, ok := sdnotify.WatchdogInterval(lookupEnv); ok {
+			wg.Go(func() {
+				n.RunWatchdog(opsCtx, interval, nil, func(err error) { a.log.Warn("sd_notify WATCHDOG failed", "err", err) })
+			})
+		}
+	}
+	var stopping sync.Once
+	notifyStopping := func() {
+		stopping.Do(func() {
+			if err := n.Notify(context.Background(), sdnotify.Stopping, "STATUS=draining in-flight batches"); err != nil {
+				a.log.Warn("sd_notify STOPPING failed", "err", err)
+			}
+		})
+	}
+	wg.Go(func() {
+		select {
+		case <-ctx.Done():
+			notifyStopping()
+		case <-opsCtx.Done():
+		}
+	})
+
+	var once sync.Once
+	o.stop = func() {
+		once.Do(func() {
+			notifyStopping()
+			cancel()
+			wg.Wait()
+		})
+	}
+	return o, nil
+}
+
+// ready is the /readyz check: the daemon is not shutting down and both
+// databases answer. Errors name what is wrong without any DSN.
+func (a *app) ready(daemon, ctx context.Context) error {
+	if daemon.Err() != nil {
+		return errors.New("shutting down")
+	}
+	var errs []error
+	if a.pool != nil {
+		if err := a.pool.Ping(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("source database unreachable: %w", err))
+		}
+	}
+	if a.store != nil {
+		if _, err := a.store.Requests(ctx, telemetry.Month(time.Now())); err != nil {
+			errs = append(errs, fmt.Errorf("checkpoint store unreachable: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// refreshRequests keeps the "requests this month" gauge at the store's
+// count, which every replica adds to.
+func refreshRequests(ctx context.Context, a *app, m *telemetry.Metrics) {
+	if a.store == nil {
+		return
+	}
+	t := time.NewTicker(requestsRefresh)
+	defer t.Stop()
+	for {
+		month := telemetry.Month(time.Now())
+		qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+		n, err := a.store.Requests(qctx, month)
+		cancel()
+		if err == nil {
+			m.SetRequests(month, n)
+		} else if ctx.Err() == nil {
+			a.log.Debug("reading the monthly request count failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// opsObserver is the telemetry observer plus a record of each pass for
+// "prismsync status". Observer methods must not do I/O, so passes are queued
+// for a writer goroutine.
+type opsObserver struct {
+	*telemetry.Metrics
+	runs chan runRecord
+}
+
+type runRecord struct {
+	sync string
+	run  checkpoint.Run
+}
+
+var _ connector.Observer = (*opsObserver)(nil)
+
+// PassFinished implements connector.Observer.
+func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
+	o.Metrics.PassFinished(sum, err)
+	end := time.Now()
+	r := checkpoint.Run{Started: end.Add(-sum.Duration), Finished: end, OK: err == nil, Rows: sum.Rows, Sent: sum.Sent}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	select {
+	case o.runs <- runRecord{sum.Sync, r}:
+	default:
+		// The store is slow or down; the next pass records again. Never
+		// block the engine for status bookkeeping.
+	}
+}
+
+// recordRuns writes queued passes until ctx ends, then the ones still
+// queued.
+func (o *opsObserver) recordRuns(ctx context.Context, a *app) {
+	write := func(rr runRecord) {
+		if a.store == nil {
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeOpTimeout)
+		defer cancel()
+		if err := a.store.RecordRun(wctx, rr.sync, rr.run); err != nil {
+			a.log.Warn("recording the pass for status failed", "sync", rr.sync, "err", err)
+		}
+	}
+	for {
+		select {
+		case rr := <-o.runs:
+			write(rr)
+		case <-ctx.Done():
+			for {
+				select {
+				case rr := <-o.runs:
+					write(rr)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
