@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -46,6 +47,7 @@ type row struct {
 	values []any
 	pos    checkpoint.Position
 	object []byte // the encoded object, once mapped
+	sum    []byte // its change fingerprint, when fingerprints are on
 }
 
 // NewSource describes the sync's source against the database without reading
@@ -60,10 +62,10 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 	case src.Table != "":
 		s.from = pgx.Identifier(strings.Split(src.Table, ".")).Sanitize() + " AS src"
 	default:
-		return nil, fmt.Errorf("sync %s: source has neither table nor query", sync.Name)
+		return nil, errors.New("source has neither table nor query")
 	}
 	if src.Cursor == "" || len(src.Key) == 0 {
-		return nil, fmt.Errorf("sync %s: source needs a cursor and a key", sync.Name)
+		return nil, errors.New("source needs a cursor and a key")
 	}
 	orderCols := append([]string{src.Cursor}, src.Key...)
 	for _, c := range orderCols {
@@ -78,12 +80,12 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 	sel = append(sel, s.ordering...)
 	rows, err := pool.Query(ctx, "SELECT "+strings.Join(sel, ", ")+" FROM "+s.from+" LIMIT 0")
 	if err != nil {
-		return nil, fmt.Errorf("sync %s: describe source: %w", sync.Name, err)
+		return nil, fmt.Errorf("describe source: %w", err)
 	}
 	fds := rows.FieldDescriptions()
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sync %s: describe source: %w", sync.Name, err)
+		return nil, fmt.Errorf("describe source: %w", err)
 	}
 	for i, c := range s.cols {
 		s.fields = append(s.fields, mapping.Column{Name: c, OID: fds[i].DataTypeOID})
@@ -92,12 +94,12 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 		oid := fds[len(s.cols)+i].DataTypeOID
 		if i == 0 {
 			if _, ok := cursorTypes[oid]; !ok {
-				return nil, fmt.Errorf("sync %s: cursor column %q has a type prismsync cannot order by (OID %d); use timestamptz, timestamp, date, smallint, integer, bigint or numeric", sync.Name, c, oid)
+				return nil, fmt.Errorf("cursor column %q has a type prismsync cannot order by (OID %d); use timestamptz, timestamp, date, smallint, integer, bigint or numeric", c, oid)
 			}
 		}
 		var name string
 		if err := pool.QueryRow(ctx, "SELECT $1::oid::regtype::text", oid).Scan(&name); err != nil {
-			return nil, fmt.Errorf("sync %s: type of column %q: %w", sync.Name, c, err)
+			return nil, fmt.Errorf("type of column %q: %w", c, err)
 		}
 		s.types = append(s.types, name)
 	}

@@ -1,7 +1,9 @@
 package connector
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,17 @@ type Budget interface {
 	Coalesce(ctx context.Context) bool
 }
 
+// Fingerprints remembers, per row key, a hash of the object the API last
+// confirmed, so a row whose mapped object did not change (its updated_at was
+// bumped by an unrelated column, or a backfill re-reads it) is not sent
+// again. The checkpoint stores implement it.
+type Fingerprints interface {
+	// Fingerprints returns the stored hash for each key (nil when none),
+	// aligned with keys.
+	Fingerprints(ctx context.Context, sync string, keys [][]string) ([][]byte, error)
+	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+}
+
 // ErrBudgetExhausted ends a pass when the month's request budget is spent.
 // Unsent rows stay in the database; nothing is lost.
 var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or MICRO_MONTHLY_REQUESTS is raised")
@@ -60,6 +73,10 @@ type Syncer struct {
 	Observer Observer
 	// Budget, when set, is consulted before each batch is sent.
 	Budget Budget
+	// Fingerprints, when set, skips rows whose object is unchanged since the
+	// API last confirmed it; Force sends them anyway (backfill --force).
+	Fingerprints Fingerprints
+	Force        bool
 	// MaxDelay bounds how long a partial batch is held back while the
 	// budget asks to coalesce (default 15m).
 	MaxDelay time.Duration
@@ -112,11 +129,14 @@ type Summary struct {
 	Updated  int
 	Existing int // matched on dedupe_by and left as they were
 	Invalid  int // rows the mapping refused (recorded as rejects, not sent)
-	Rejected int // rows the API refused (recorded as rejects)
-	Batches  int
-	Resumed  int // journaled batches settled from an earlier, interrupted run
-	Polls    int // job polls spent
-	Position checkpoint.Position
+	// Unchanged counts rows not sent because their object is the one the
+	// API already confirmed (change fingerprints).
+	Unchanged int
+	Rejected  int // rows the API refused (recorded as rejects)
+	Batches   int
+	Resumed   int // journaled batches settled from an earlier, interrupted run
+	Polls     int // job polls spent
+	Position  checkpoint.Position
 	// HorizonLag is how far the commit horizon (and SYNC_LAG) held this
 	// pass back from now; 0 for cursors that are not timestamps.
 	HorizonLag time.Duration
@@ -162,21 +182,8 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	}
 	sum.Position = state.Position
 
-	pending, err := s.Store.Pending(ctx, s.name())
-	if err != nil {
-		return fmt.Errorf("read journal: %w", err)
-	}
-	for _, b := range pending {
-		s.logger().Info("settling batch from an interrupted run", "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
-		f := &flight{batch: built{Batch: b}, done: make(chan struct{})}
-		f.res, f.rep, f.err = s.settle(ctx, b)
-		if f.err != nil {
-			return f.err
-		}
-		if err := s.commit(ctx, f, fp, sum); err != nil {
-			return err
-		}
-		sum.Resumed++
+	if err := s.settlePending(ctx, fp, sum); err != nil {
+		return err
 	}
 
 	src, err := NewSource(ctx, s.DB, s.Sync)
@@ -209,6 +216,44 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
 	return p.run(ctx, src, enc, w)
+}
+
+// settlePending finishes the batches an interrupted run left in the journal,
+// oldest first. A crash inside nextAttempt can leave two entries for one
+// batch (same start position); only the newest attempt is live, the older
+// ones are dropped unsent.
+func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) error {
+	pending, err := s.Store.Pending(ctx, s.name())
+	if err != nil {
+		return fmt.Errorf("read journal: %w", err)
+	}
+	newest := make(map[string]int) // start position -> index of its newest attempt
+	for i, b := range pending {
+		k := positionString(b.From)
+		if j, ok := newest[k]; !ok || b.Attempt > pending[j].Attempt {
+			newest[k] = i
+		}
+	}
+	for i, b := range pending {
+		if newest[positionString(b.From)] != i {
+			s.logger().Info("dropping a superseded attempt from the journal", "key", b.Key, "attempt", b.Attempt)
+			if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+				return fmt.Errorf("drop superseded attempt: %w", err)
+			}
+			continue
+		}
+		s.logger().Info("settling batch from an interrupted run", "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
+		f := &flight{batch: built{Batch: b}, done: make(chan struct{})}
+		f.res, f.rep, f.err = s.settle(ctx, &f.batch.Batch)
+		if f.err != nil {
+			return f.err
+		}
+		if err := s.commit(ctx, f, fp, sum); err != nil {
+			return err
+		}
+		sum.Resumed++
+	}
+	return nil
 }
 
 // flight is one batch on its way: sent by its own goroutine, committed in
@@ -264,6 +309,9 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 		p.sum.Rows += len(rows)
 		b := s.build(enc, w.After, rows)
 		p.sum.Invalid += len(b.invalid)
+		if b, err = s.skipUnchanged(ctx, b); err != nil {
+			return err
+		}
 		if err := p.add(ctx, b); err != nil {
 			return err
 		}
@@ -321,7 +369,7 @@ func (p *pipeline) add(ctx context.Context, b built) error {
 		go func() {
 			defer p.wg.Done()
 			defer close(f.done)
-			f.res, f.rep, f.err = p.s.send(ctx, b.Batch)
+			f.res, f.rep, f.err = p.s.send(ctx, &f.batch.Batch)
 		}()
 	}
 	p.queue = append(p.queue, f)
@@ -411,7 +459,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 			return fmt.Errorf("journal batch: %w", err)
 		}
 		sf := &flight{batch: sub, done: make(chan struct{})}
-		sf.res, sf.rep, sf.err = s.send(ctx, sub.Batch)
+		sf.res, sf.rep, sf.err = s.send(ctx, &sf.batch.Batch)
 		close(sf.done)
 		if sf.err != nil && prism.IsTooLarge(sf.err) && len(sub.sent) > 1 {
 			if err := p.bisect(ctx, sf); err != nil {
@@ -438,9 +486,10 @@ func (s *Syncer) limit() int {
 // the API's answer: which source row each object came from.
 type built struct {
 	checkpoint.Batch
-	sent    []row // rows in request order
-	objects [][]byte
-	invalid []checkpoint.Reject
+	sent      []row // rows in request order
+	objects   [][]byte
+	invalid   []checkpoint.Reject
+	unchanged int // rows left out because the API already has their object
 }
 
 // build maps a page into one request. Rows the mapping refuses and rows whose
@@ -468,12 +517,56 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 		}
 		buf = out
 		r.object = buf[start:len(buf):len(buf)]
+		if s.Fingerprints != nil {
+			r.sum = s.fingerprint(r.object)
+		}
 		b.sent = append(b.sent, r)
 	}
 	nb := s.buildRows(b.sent, from)
 	nb.invalid = b.invalid
 	nb.To = rows[len(rows)-1].pos
 	return nb
+}
+
+// skipUnchanged drops rows whose object hash equals the one stored for
+// their key; the batch keeps its end position, so the checkpoint still moves
+// past them.
+func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
+	if s.Fingerprints == nil || s.Force || len(b.sent) == 0 {
+		return b, nil
+	}
+	keys := make([][]string, len(b.sent))
+	for i, r := range b.sent {
+		keys[i] = r.pos.Key
+	}
+	stored, err := s.Fingerprints.Fingerprints(ctx, s.name(), keys)
+	if err != nil {
+		return b, fmt.Errorf("read change fingerprints: %w", err)
+	}
+	kept := b.sent[:0:0]
+	for i, r := range b.sent {
+		if i < len(stored) && bytes.Equal(stored[i], r.sum) {
+			b.unchanged++
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if b.unchanged == 0 {
+		return b, nil
+	}
+	nb := s.buildRows(kept, b.From)
+	nb.invalid, nb.unchanged, nb.To = b.invalid, b.unchanged, b.To
+	return nb, nil
+}
+
+// fingerprint hashes what the API would apply for a row: its object and the
+// target options that decide how it is applied.
+func (s *Syncer) fingerprint(object []byte) []byte {
+	t := s.Sync.Target
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%t\x00%t\x00%s\x00", t.Object, t.DedupeBy, t.CaseInsensitive, t.UpdateExisting, t.ListID)
+	h.Write(object)
+	return h.Sum(nil)[:16]
 }
 
 // buildRows makes the request for rows whose objects are already encoded.
@@ -518,7 +611,10 @@ func (s *Syncer) reject(r row, code, msg string, payload []byte) checkpoint.Reje
 // send POSTs a journaled batch and waits for its job. A job that ends
 // "failed" is re-sent under a new attempt (new key, same body) up to
 // MaxJobAttempts; an idempotency conflict also earns a new attempt.
-func (s *Syncer) send(ctx context.Context, b checkpoint.Batch) ([]prism.Result, BatchReport, error) {
+//
+// b is updated in place when a new attempt replaces it in the journal, so
+// that the commit removes the journal entry that is really there.
+func (s *Syncer) send(ctx context.Context, b *checkpoint.Batch) ([]prism.Result, BatchReport, error) {
 	maxAttempts := s.MaxJobAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = 3
@@ -533,12 +629,13 @@ func (s *Syncer) send(ctx context.Context, b checkpoint.Batch) ([]prism.Result, 
 			if err := s.Store.SetJobID(ctx, b.Sync, b.Key, job.ID); err != nil {
 				return nil, rep, fmt.Errorf("record job id: %w", err)
 			}
+			b.JobID = job.ID
 			job, err = s.API.Wait(ctx, job)
 		}
 		if job != nil {
 			rep.Polls += job.Polls
 		}
-		res, retry, err := s.outcome(b, job, err)
+		res, retry, err := s.outcome(*b, job, err)
 		rep.Duration = time.Since(start)
 		rep.Outcome = "complete"
 		if err != nil {
@@ -557,7 +654,7 @@ func (s *Syncer) send(ctx context.Context, b checkpoint.Batch) ([]prism.Result, 
 		if err := s.sleep(ctx, s.retryDelay()); err != nil {
 			return nil, rep, err
 		}
-		if b, err = s.nextAttempt(ctx, b); err != nil {
+		if err := s.nextAttempt(ctx, b); err != nil {
 			return nil, rep, err
 		}
 	}
@@ -594,24 +691,28 @@ func (s *Syncer) outcome(b checkpoint.Batch, job *prism.Job, err error) (res []p
 
 // nextAttempt replaces the journaled batch by the same body under a new
 // attempt number, so the new key never collides with the old one.
-func (s *Syncer) nextAttempt(ctx context.Context, b checkpoint.Batch) (checkpoint.Batch, error) {
-	old := b.Key
-	b.Attempt++
-	b.Key = prism.IdempotencyKey(b.Sync, positionString(b.From), b.Body, b.Attempt)
-	b.JobID = ""
-	if err := s.Store.Journal(ctx, b); err != nil {
-		return b, fmt.Errorf("journal batch: %w", err)
+//
+// The new entry is written before the old one is dropped, so a crash in
+// between leaves two entries for one batch; settlePending keeps the newest.
+func (s *Syncer) nextAttempt(ctx context.Context, b *checkpoint.Batch) error {
+	next := *b
+	next.Attempt++
+	next.Key = prism.IdempotencyKey(b.Sync, positionString(b.From), b.Body, next.Attempt)
+	next.JobID = ""
+	if err := s.Store.Journal(ctx, next); err != nil {
+		return fmt.Errorf("journal batch: %w", err)
 	}
-	if err := s.Store.Drop(ctx, b.Sync, old); err != nil {
-		return b, fmt.Errorf("drop old attempt: %w", err)
+	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+		return fmt.Errorf("drop old attempt: %w", err)
 	}
-	return b, nil
+	*b = next
+	return nil
 }
 
 // settle finishes a batch journaled by an interrupted run: poll the job if
 // one was recorded, otherwise re-send the identical bytes under the same key
 // (the API replays its stored answer if the first send got through).
-func (s *Syncer) settle(ctx context.Context, b checkpoint.Batch) ([]prism.Result, BatchReport, error) {
+func (s *Syncer) settle(ctx context.Context, b *checkpoint.Batch) ([]prism.Result, BatchReport, error) {
 	if b.JobID == "" {
 		return s.send(ctx, b)
 	}
@@ -623,7 +724,7 @@ func (s *Syncer) settle(ctx context.Context, b checkpoint.Batch) ([]prism.Result
 	if job != nil {
 		rep.Polls = job.Polls
 	}
-	res, retry, err := s.outcome(b, job, err)
+	res, retry, err := s.outcome(*b, job, err)
 	if !retry {
 		rep.Outcome = "complete"
 		if err != nil {
@@ -634,11 +735,10 @@ func (s *Syncer) settle(ctx context.Context, b checkpoint.Batch) ([]prism.Result
 	// Expired or failed: the rows may or may not be in the CRM. Re-sending
 	// under a new attempt is the only way forward; dedupe_by makes it safe.
 	s.logger().Warn("journaled job cannot be settled; re-sending under a new attempt", "job_id", b.JobID, "err", err)
-	nb, err := s.nextAttempt(ctx, b)
-	if err != nil {
+	if err := s.nextAttempt(ctx, b); err != nil {
 		return nil, rep, err
 	}
-	return s.send(ctx, nb)
+	return s.send(ctx, b)
 }
 
 // commit advances the checkpoint past a completed batch and records its
@@ -686,6 +786,8 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {
 		return fmt.Errorf("commit checkpoint: %w", err)
 	}
+	s.saveFingerprints(ctx, b, f.res)
+	sum.Unchanged += b.unchanged
 	s.observer().BatchDone(s.Sync.Name, *rep)
 	sum.Sent += len(f.res)
 	sum.Created += rep.Created
@@ -696,6 +798,29 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	sum.Batches++
 	sum.Position = b.To
 	return nil
+}
+
+// saveFingerprints remembers the objects the API confirmed. Losing them (a
+// crash right after the commit) only costs a resend, so a failure is logged,
+// not fatal.
+func (s *Syncer) saveFingerprints(ctx context.Context, b built, res []prism.Result) {
+	if s.Fingerprints == nil || len(b.sent) == 0 {
+		return
+	}
+	var sums [][]byte
+	var rowKeys [][]string
+	for i, r := range res {
+		if r.Error == nil && i < len(b.sent) && b.sent[i].sum != nil {
+			rowKeys = append(rowKeys, b.sent[i].pos.Key)
+			sums = append(sums, b.sent[i].sum)
+		}
+	}
+	if len(rowKeys) == 0 {
+		return
+	}
+	if err := s.Fingerprints.SaveFingerprints(ctx, b.Sync, rowKeys, sums); err != nil {
+		s.logger().Warn("could not save change fingerprints; unchanged rows may be sent again", "err", err)
+	}
 }
 
 // splitObjects recovers the objects of a journaled request body so rejected

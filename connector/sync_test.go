@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -549,4 +550,105 @@ func TestCoalescingHoldsPartialBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.checkFake()
+}
+
+// memFingerprints is an in-memory Fingerprints; the checkpoint stores'
+// conformance suite tests the persistent ones.
+type memFingerprints struct {
+	mu sync.Mutex
+	m  map[string][]byte
+}
+
+func (f *memFingerprints) Fingerprints(_ context.Context, sync string, keys [][]string) ([][]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		out[i] = f.m[sync+"\x00"+strings.Join(k, "\x00")]
+	}
+	return out, nil
+}
+
+func (f *memFingerprints) SaveFingerprints(_ context.Context, sync string, keys [][]string, sums [][]byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, k := range keys {
+		f.m[sync+"\x00"+strings.Join(k, "\x00")] = sums[i]
+	}
+	return nil
+}
+
+func TestUnchangedRowsAreNotSentAgain(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 300) g`)
+	sy := e.syncer(mappingFor(t, 100, true))
+	sy.Fingerprints = &memFingerprints{m: map[string][]byte{}}
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// updated_at bumped on every row, but only 10 rows really changed.
+	e.exec(`UPDATE people SET updated_at = now()`)
+	e.exec(`UPDATE people SET seats = 99, updated_at = now() WHERE id <= 10`)
+	before := e.fake.Stats()
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := e.fake.Stats()
+	if sum.Rows != 300 || sum.Unchanged != 290 || sum.Sent != 10 || after.Rows-before.Rows != 10 {
+		t.Fatalf("summary %+v, objects sent %d: want 300 read, 290 unchanged, 10 sent", sum, after.Rows-before.Rows)
+	}
+	e.checkFake()
+
+	// Nothing changed at all: the whole pass sends nothing.
+	e.exec(`UPDATE people SET updated_at = now()`)
+	if sum, err = sy.Once(ctx); err != nil || sum.Unchanged != 300 || e.fake.Stats().Requests != after.Requests {
+		t.Fatalf("summary %+v (err %v), requests %d: want everything skipped, no request", sum, err, e.fake.Stats().Requests-after.Requests)
+	}
+	// Force sends anyway.
+	e.exec(`UPDATE people SET updated_at = now()`)
+	sy.Force = true
+	if sum, err = sy.Once(ctx); err != nil || sum.Sent != 300 {
+		t.Fatalf("forced pass %+v (err %v): want all 300 sent", sum, err)
+	}
+}
+
+// A batch in which no row can be sent still moves the checkpoint and
+// records every row as a reject.
+func TestAllInvalidBatchCommitsRejects(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 30) g`)
+	f, findings := mapping.Parse("t.yaml", []byte(`syncs:
+  - name: people
+    source: { table: people, key: [id], cursor: updated_at }
+    target: { object: contact }
+    batch_size: 10
+    properties:
+      email: { column: email, required: true }
+`))
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	m, _ := f.Sync("people")
+	sum, err := e.syncer(m).Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Invalid != 30 || sum.Batches != 3 || e.fake.Stats().Requests != 0 {
+		t.Fatalf("summary %+v, requests %d: want 30 invalid in 3 committed batches, no request", sum, e.fake.Stats().Requests)
+	}
+	st, err := e.store.Load(ctx, "people")
+	if err != nil || st.Position.Key[0] != "30" {
+		t.Fatalf("checkpoint %+v (err %v): want the 30th row", st.Position, err)
+	}
+	n, err := e.store.CountRejects(ctx, "people")
+	if err != nil || n != 30 {
+		t.Fatalf("%d rejects (err %v), want 30", n, err)
+	}
 }

@@ -12,6 +12,12 @@
 // appends one object per row into a caller-owned buffer without building maps,
 // and the key order is the file order so request bodies are byte-stable.
 //
+// CheckSource is the third, optional stage behind `prismsync validate`: it
+// asks the live database what only it knows (do the key and cursor columns
+// exist, is the key unique, is the cursor NOT NULL and indexed) and reports
+// the answers as findings at the same FILE:LINE:COL positions, which is why
+// the parser keeps the position of every source node.
+//
 // The complete user reference (every key, the type encoding table, transforms
 // and defaults) lives in docs/mapping.md.
 package mapping

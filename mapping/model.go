@@ -47,6 +47,23 @@ type Sync struct {
 
 	file      string
 	line, col int
+	// at locates the source's nodes for the findings of CheckSource.
+	at sourcePositions
+}
+
+// position is a 1-based line and column in the mapping file; zero when the
+// node was absent.
+type position struct{ line, col int }
+
+// sourcePositions keeps where each part of a sync's source was written, so
+// that a problem only the database can reveal (a missing key column, an
+// unindexed cursor) is still reported at the exact node to edit.
+type sourcePositions struct {
+	source, table, query, key, cursor position
+	keys                              []position // one per Source.Key column
+	// queryText maps offsets in Source.Query back to the file, when the
+	// query's YAML form allows it exactly; nil otherwise.
+	queryText *textPositions
 }
 
 // Source says which rows to read.

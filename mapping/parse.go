@@ -64,6 +64,7 @@ func Parse(filename string, data []byte) (*File, Findings) {
 type parser struct {
 	file     string
 	findings Findings
+	lines    []string // the file's lines, to locate text inside block scalars
 }
 
 func (p *parser) add(sev Severity, line, col int, format string, args ...any) {
@@ -83,6 +84,7 @@ func (p *parser) warnf(n *yaml.Node, format string, args ...any) {
 
 func (p *parser) parse(data []byte) *File {
 	f := &File{Path: p.file}
+	p.lines = strings.Split(string(data), "\n")
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := 1, err.Error()
@@ -201,7 +203,7 @@ func (p *parser) sync(n *yaml.Node) *Sync {
 		}
 	}
 	if v, ok := fs.get("source"); ok {
-		s.Source = p.source(v)
+		s.Source = p.source(v, &s.at)
 	} else {
 		p.errorf(n, "%s: missing required key source", what)
 	}
@@ -236,14 +238,21 @@ func (p *parser) sync(n *yaml.Node) *Sync {
 	return s
 }
 
-func (p *parser) source(n *yaml.Node) Source {
+func (p *parser) source(n *yaml.Node, at *sourcePositions) Source {
 	var src Source
+	at.source = position{n.Line, n.Column}
 	fs, ok := p.fields(n, "source", "table", "query", "key", "cursor")
 	if !ok {
 		return src
 	}
 	tn, hasTable := fs.get("table")
 	qn, hasQuery := fs.get("query")
+	if hasTable {
+		at.table = position{tn.Line, tn.Column}
+	}
+	if hasQuery {
+		at.query = position{qn.Line, qn.Column}
+	}
 	switch {
 	case hasTable && hasQuery:
 		p.errorf(fs.key("query"), "source: set exactly one of table or query, not both")
@@ -273,10 +282,12 @@ func (p *parser) source(n *yaml.Node) Source {
 				p.errorf(qn, "source.query: must not end with ';' (it is wrapped as a subquery)")
 			}
 			src.Query = q
+			at.queryText = p.textPositions(qn, q)
 		}
 	}
 	if v, ok := fs.get("key"); ok {
-		src.Key = p.stringList(v, "source.key")
+		at.key = position{v.Line, v.Column}
+		src.Key, at.keys = p.columnList(v, "source.key")
 		if v.Kind == yaml.SequenceNode && len(v.Content) == 0 {
 			p.errorf(v, "source.key: at least one column is required")
 		}
@@ -284,6 +295,7 @@ func (p *parser) source(n *yaml.Node) Source {
 		p.errorf(n, "source: missing required key key")
 	}
 	if v, ok := fs.get("cursor"); ok {
+		at.cursor = position{v.Line, v.Column}
 		if c, ok := p.str(v, "source.cursor"); ok {
 			if c == "" {
 				p.errorf(v, "source.cursor: must not be empty")
@@ -656,21 +668,28 @@ func (p *parser) integer(n *yaml.Node, what string) (int, bool) {
 
 // stringList accepts a list of strings or a single string as a shorthand.
 func (p *parser) stringList(n *yaml.Node, what string) []string {
+	out, _ := p.columnList(n, what)
+	return out
+}
+
+// columnList is stringList that also returns where each name was written.
+func (p *parser) columnList(n *yaml.Node, what string) ([]string, []position) {
 	if n.Kind == yaml.ScalarNode {
 		if s, ok := p.str(n, what); ok {
 			if s == "" {
 				p.errorf(n, "%s: column name must not be empty", what)
-				return nil
+				return nil, nil
 			}
-			return []string{s}
+			return []string{s}, []position{{n.Line, n.Column}}
 		}
-		return nil
+		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
 		p.errorf(n, "%s: expected a list of column names, got %s", what, kindName(n))
-		return nil
+		return nil, nil
 	}
 	var out []string
+	var at []position
 	seen := map[string]bool{}
 	for _, it := range n.Content {
 		it = deref(it)
@@ -686,9 +705,10 @@ func (p *parser) stringList(n *yaml.Node, what string) []string {
 		default:
 			seen[s] = true
 			out = append(out, s)
+			at = append(at, position{it.Line, it.Column})
 		}
 	}
-	return out
+	return out, at
 }
 
 func deref(n *yaml.Node) *yaml.Node {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/mapping"
 )
@@ -30,8 +31,10 @@ type app struct {
 	syncs  []*mapping.Sync
 	stderr io.Writer
 	// observer receives engine events (metrics); nil until the ops server
-	// is started.
-	observer connector.Observer
+	// is started. onRequest, likewise, sees every HTTP attempt.
+	observer  connector.Observer
+	onRequest func(prism.RequestInfo)
+	budget    *budget.Budget
 }
 
 func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app, error) {
@@ -61,6 +64,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		a.pool.Close()
 		return nil, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
 	}
+	a.budget = budget.New(cfg.MonthlyRequests, a.store, a.log)
 	a.api, err = prism.New(prism.Config{
 		BaseURL:         cfg.BaseURL,
 		APIKey:          cfg.APIKey,
@@ -99,7 +103,54 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		Lag:            a.cfg.Lag,
 		MaxRejectShare: a.cfg.MaxRejectShare,
 		Observer:       a.observer,
+		Budget:         a.budget,
+		MaxDelay:       a.cfg.MaxDelay,
+		Fingerprints:   a.fingerprints(),
 	}
+}
+
+// fingerprints returns the store's change fingerprints unless FINGERPRINTS
+// turned them off.
+func (a *app) fingerprints() connector.Fingerprints {
+	if !a.cfg.Fingerprints {
+		return nil
+	}
+	if fp, ok := a.store.(connector.Fingerprints); ok {
+		return fp
+	}
+	return nil
+}
+
+// runPass runs one pass of sy under its lease, so that two replicas never
+// run the same sync at once. held is false when another process holds the
+// lease (then nothing was done).
+func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.Summary, held bool, err error) {
+	name := sy.Sync.Name
+	if sy.StateName != "" {
+		name = sy.StateName
+	}
+	release, ok, err := a.store.TryLock(ctx, name)
+	if err != nil {
+		return sum, false, fmt.Errorf("sync %s: take lease: %w", name, err)
+	}
+	if !ok {
+		return sum, false, nil
+	}
+	defer release()
+	sum, err = sy.Once(ctx)
+	return sum, true, err
+}
+
+// startOps wires the ops side (metrics, run records for status, and, when
+// HTTP_ADDR is set, the HTTP endpoint and sd_notify) into the app. Call the
+// returned stop after the syncs have stopped.
+func (a *app) startOps(ctx context.Context) (stop func(), err error) {
+	obs, onRequest, stop, err := startOps(ctx, a)
+	if err != nil {
+		return nil, err
+	}
+	a.observer, a.onRequest = obs, onRequest
+	return stop, nil
 }
 
 // openPool connects to the source database. Every session runs in UTC with

@@ -17,13 +17,14 @@ import (
 	"github.com/prismsync/prismsync/connector"
 )
 
-const backfillHelp = `Usage: prismsync backfill --sync NAME [--from VALUE] [--to VALUE] [--restart] [--yes]
+const backfillHelp = `Usage: prismsync backfill --sync NAME [--from VALUE] [--to VALUE] [--restart] [--force] [--yes]
 
 Re-sends a range of a sync's rows (default: all of them), for example after a
 mapping change. The daemon's live checkpoint is not touched: the backfill
 keeps its own position (named NAME~backfill), so an interrupted backfill
 resumes where it stopped when the same command is run again; --restart
-starts it over. --from and --to bound the cursor column, inclusive, in
+starts it over. Rows whose mapped object is unchanged since Micro last
+confirmed it are skipped (change fingerprints) unless --force. --from and --to bound the cursor column, inclusive, in
 PostgreSQL's text form of the column's type.
 
 On a terminal it shows progress (rows done of the estimated total, rate,
@@ -44,6 +45,7 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	to := fs.String("to", "", "highest cursor value to send (inclusive)")
 	restart := fs.Bool("restart", false, "forget an interrupted backfill's position and start over")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
+	force := fs.Bool("force", false, "send rows even when their object is unchanged since Micro last confirmed it")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -66,6 +68,7 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	sy := a.syncer(syncs[0])
 	sy.StateName = *name + "~backfill"
 	sy.From, sy.To = *from, *to
+	sy.Force = *force
 	if *restart {
 		if err := a.store.Forget(ctx, sy.StateName); err != nil {
 			return fmt.Errorf("forget backfill position: %w", err)
@@ -88,7 +91,10 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	}
 	prog := &progress{total: total, start: time.Now(), tty: tty, w: stderr, log: a.log, every: 5 * time.Second}
 	sy.Observer = multiObserver{sy.Observer, prog}
-	sum, err := sy.Once(ctx)
+	sum, held, err := a.runPass(ctx, sy)
+	if !held && err == nil {
+		err = errors.New("another prismsync process is running this backfill right now")
+	}
 	prog.finish()
 	logSummary(a.log, sum, err)
 	if err != nil {

@@ -39,6 +39,8 @@ type Config struct {
 	MonthlyRequests int           `env:"MICRO_MONTHLY_REQUESTS, default=1000"`
 	Lag             time.Duration `env:"SYNC_LAG, default=0s"`
 	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
+	MaxDelay        time.Duration `env:"MAX_DELAY, default=15m"`
+	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
 }
 
 // needs says which variables a command requires: validate and preview work

@@ -99,6 +99,7 @@ Usage:
   prismsync status [--json]      one row per sync: checkpoint, last run, in flight, rejects, requests used
   prismsync healthcheck          exit 0 when the local /healthz answers (Docker HEALTHCHECK)
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
+  prismsync preview --sync NAME  print the request bodies the next pass would send (sends nothing)
   prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
   prismsync version              print the version
 
@@ -119,6 +120,8 @@ func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runOnce(ctx, rest, env, stdout, stderr)
 	case "validate":
 		return runValidate(ctx, rest, env, stdout, stderr)
+	case "preview":
+		return runPreview(ctx, rest, env, stdout, stderr)
 	case "backfill":
 		return runBackfill(ctx, rest, env, os.Stdin, stdout, stderr)
 	case "rejects":

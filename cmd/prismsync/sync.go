@@ -48,9 +48,18 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 	if err != nil {
 		return err
 	}
+	a.cfg.HTTPAddr = "" // a one-shot run serves no endpoint, but records its runs
+	stopOps, err := a.startOps(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	var failed []error
 	for _, s := range syncs {
-		sum, err := a.syncer(s).Once(ctx)
+		sum, held, err := a.runPass(ctx, a.syncer(s))
+		if !held && err == nil {
+			err = fmt.Errorf("sync %s is being run by another prismsync process right now; try again later", s.Name)
+		}
 		logSummary(a.log, sum, err)
 		if err != nil {
 			failed = append(failed, err)
@@ -123,13 +132,22 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stder
 		return err
 	}
 	defer a.close()
-	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer)
+	stopOps, err := a.startOps(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
+	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass)
 }
+
+// passFunc runs one pass of a sync; held is false when another replica
+// holds the sync's lease.
+type passFunc func(ctx context.Context, sy *connector.Syncer) (sum connector.Summary, held bool, err error)
 
 // daemon schedules each sync until ctx ends. Work gets its own context, which
 // is cancelled only SHUTDOWN_TIMEOUT after ctx ends, so an in-flight batch
 // can finish and commit.
-func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer) error {
+func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass passFunc) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopping := make(chan struct{})
@@ -152,7 +170,13 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 				return
 			default:
 			}
-			sum, err := sy.Once(work)
+			sum, held, err := runPass(work, sy)
+			if !held && err == nil {
+				// Another replica runs this sync; it takes over when that
+				// one dies (its lease ends with its connection).
+				log.Debug("sync held by another replica; skipping this tick", "sync", s.Name)
+				return
+			}
 			logSummary(log, sum, err)
 		}
 		if _, err := c.AddFunc(s.Schedule, pass); err != nil {
