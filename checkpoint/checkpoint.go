@@ -102,9 +102,17 @@ type Store interface {
 	// Syncs lists the syncs that have a position or a commit history, sorted.
 	Syncs(ctx context.Context) ([]string, error)
 	// Forget deletes everything stored about sync: position, history,
-	// journal, rejects and its last run. It is the deliberate way to start a
-	// sync over.
+	// journal, rejects, change fingerprints and its last run. It is the
+	// deliberate way to start a sync over.
 	Forget(ctx context.Context, sync string) error
+
+	// Fingerprints returns the stored hash for each row key (nil when none),
+	// aligned with keys, in one round trip.
+	Fingerprints(ctx context.Context, sync string, keys [][]string) ([][]byte, error)
+	// SaveFingerprints stores sums[i] for keys[i] (upsert), replacing older
+	// ones, in one statement. An empty sums[i] deletes the stored hash; when
+	// a key repeats, its last sum wins. A sum may be at most 64 bytes.
+	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
 
 	// RecordRun replaces the record of the last run (pass) of sync.
 	RecordRun(ctx context.Context, sync string, r Run) error

@@ -48,7 +48,10 @@ type fileState struct {
 	rejects   map[string]map[string]fileReject // per sync, by rejectKey
 	runs      map[string]fileRun
 	requests  map[string]int // per month
-	nextSeq   int64
+	// fingerprints per sync, by fingerprintKey; sums are never modified in
+	// place either.
+	fingerprints map[string]map[string][]byte
+	nextSeq      int64
 }
 
 // fileDoc is the on-disk document.
@@ -63,6 +66,9 @@ type fileDoc struct {
 	// ignores (and drops) them, losing only status information.
 	Runs     map[string]fileRun `json:"runs,omitempty"`
 	Requests map[string]int     `json:"requests,omitempty"`
+	// Per sync, fingerprintKey -> base64 sum. An older prismsync drops
+	// them; the rows are then sent once more, nothing is lost.
+	Fingerprints map[string]map[string][]byte `json:"fingerprints,omitempty"`
 }
 
 type fileRun struct {
@@ -146,25 +152,27 @@ func OpenFile(path string) (*FileStore, error) {
 
 func emptyState() fileState {
 	return fileState{
-		positions: map[string]filePosition{},
-		history:   map[string]fileHistory{},
-		journal:   map[string][]fileBatch{},
-		rejects:   map[string]map[string]fileReject{},
-		runs:      map[string]fileRun{},
-		requests:  map[string]int{},
-		nextSeq:   1,
+		positions:    map[string]filePosition{},
+		history:      map[string]fileHistory{},
+		journal:      map[string][]fileBatch{},
+		rejects:      map[string]map[string]fileReject{},
+		runs:         map[string]fileRun{},
+		requests:     map[string]int{},
+		fingerprints: map[string]map[string][]byte{},
+		nextSeq:      1,
 	}
 }
 
 func (st fileState) clone() fileState {
 	return fileState{
-		positions: maps.Clone(st.positions),
-		history:   maps.Clone(st.history),
-		journal:   maps.Clone(st.journal),
-		rejects:   maps.Clone(st.rejects),
-		runs:      maps.Clone(st.runs),
-		requests:  maps.Clone(st.requests),
-		nextSeq:   st.nextSeq,
+		positions:    maps.Clone(st.positions),
+		history:      maps.Clone(st.history),
+		journal:      maps.Clone(st.journal),
+		rejects:      maps.Clone(st.rejects),
+		runs:         maps.Clone(st.runs),
+		requests:     maps.Clone(st.requests),
+		fingerprints: maps.Clone(st.fingerprints),
+		nextSeq:      st.nextSeq,
 	}
 }
 
@@ -232,6 +240,19 @@ func decodeFile(data []byte) (fileState, error) {
 		}
 		st.requests[month] = n
 	}
+	for sync, m := range doc.Fingerprints {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: fingerprints with an empty sync name", ErrCorrupt)
+		}
+		for k, sum := range m {
+			if len(sum) == 0 || len(sum) > maxFingerprintSum {
+				return fileState{}, fmt.Errorf("%w: fingerprint %q of sync %q: sum of %d bytes", ErrCorrupt, k, sync, len(sum))
+			}
+		}
+		if len(m) > 0 {
+			st.fingerprints[sync] = m
+		}
+	}
 	for sync, rs := range doc.Rejects {
 		if sync == "" {
 			return fileState{}, fmt.Errorf("%w: rejects with an empty sync name", ErrCorrupt)
@@ -271,6 +292,8 @@ func encodeFile(st fileState) ([]byte, error) {
 		Rejects:   make(map[string][]fileReject, len(st.rejects)),
 		Runs:      st.runs,
 		Requests:  st.requests,
+		// encoding/json writes map keys sorted, so this is deterministic too.
+		Fingerprints: st.fingerprints,
 	}
 	for sync, m := range st.rejects {
 		rs := slices.Collect(maps.Values(m))
@@ -653,6 +676,7 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.journal, sync)
 		delete(st.rejects, sync)
 		delete(st.runs, sync)
+		delete(st.fingerprints, sync)
 		return nil
 	})
 	if err != nil {

@@ -76,6 +76,14 @@ var migrations = []string{
 		month    text PRIMARY KEY,
 		requests bigint NOT NULL
 	);`,
+	// 3: change fingerprints: per row key (encoded by fingerprintKey) the
+	// hash of the object the API last confirmed.
+	`CREATE TABLE prismsync.fingerprints (
+		sync    text NOT NULL,
+		row_key text NOT NULL,
+		sum     bytea NOT NULL,
+		PRIMARY KEY (sync, row_key)
+	);`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.
@@ -434,7 +442,7 @@ func (s *PGStore) Forget(ctx context.Context, sync string) error {
 		return err
 	}
 	b := &pgx.Batch{}
-	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs"} {
+	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs", "fingerprints"} {
 		b.Queue(`DELETE FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+` WHERE sync = $1`, sync)
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {

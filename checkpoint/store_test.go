@@ -73,7 +73,7 @@ func (h harness) openStore(t *testing.T, loc string, c *fakeClock) Store {
 	return s
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
@@ -744,6 +744,8 @@ func testStore(t *testing.T, h harness) {
 		}
 	})
 
+	t.Run("Fingerprints", func(t *testing.T) { testFingerprints(t, h) })
+
 	t.Run("ConcurrentUse", func(t *testing.T) {
 		s := h.openStore(t, h.newLoc(t), nil)
 		const syncs, commits = 4, 15
@@ -785,5 +787,206 @@ func testStore(t *testing.T, h harness) {
 				t.Errorf("%s: state %+v, pending %v, rejects %+v", name, st, keys(p), rs)
 			}
 		}
+	})
+}
+
+// sum16 is a distinct 16-byte sum per (seed, i), like the engine's digests.
+func sum16(seed string, i int) []byte {
+	return fmt.Appendf(nil, "%-8.8s%08x", seed, i)
+}
+
+// wantFingerprints checks Fingerprints(keys) against want (nil = none).
+func wantFingerprints(t *testing.T, s Store, sync string, keys [][]string, want [][]byte) {
+	t.Helper()
+	got, err := s.Fingerprints(context.Background(), sync, keys)
+	must(t, err)
+	if len(got) != len(keys) {
+		t.Fatalf("Fingerprints(%s) returned %d sums for %d keys", sync, len(got), len(keys))
+	}
+	bad := 0
+	for i := range keys {
+		if (got[i] == nil) != (want[i] == nil) || !bytes.Equal(got[i], want[i]) {
+			if bad++; bad <= 5 {
+				t.Errorf("Fingerprints(%s)[%d] key %q = %q, want %q", sync, i, keys[i], got[i], want[i])
+			}
+		}
+	}
+	if bad > 5 {
+		t.Errorf("... %d mismatches in all", bad)
+	}
+}
+
+func testFingerprints(t *testing.T, h harness) {
+	ctx := context.Background()
+
+	t.Run("MissingIsNil", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		keys := [][]string{{"1"}, {"2"}, nil}
+		wantFingerprints(t, s, "orgs", keys, make([][]byte, 3))
+		got, err := s.Fingerprints(ctx, "orgs", nil)
+		if err != nil || len(got) != 0 {
+			t.Errorf("Fingerprints(no keys) = %v, %v", got, err)
+		}
+		must(t, s.SaveFingerprints(ctx, "orgs", nil, nil)) // nothing to do is not an error
+		if _, err := s.Fingerprints(ctx, "", keys); err == nil {
+			t.Error("Fingerprints with an empty sync name succeeded")
+		}
+		if err := s.SaveFingerprints(ctx, "", keys, [][]byte{{1}, {2}, {3}}); err == nil {
+			t.Error("SaveFingerprints with an empty sync name succeeded")
+		}
+		if err := s.SaveFingerprints(ctx, "orgs", keys, [][]byte{{1}}); err == nil {
+			t.Error("SaveFingerprints with fewer sums than keys succeeded")
+		}
+		if err := s.SaveFingerprints(ctx, "orgs", keys[:1], [][]byte{make([]byte, maxFingerprintSum+1)}); err == nil {
+			t.Error("SaveFingerprints with an oversized sum succeeded")
+		}
+		wantFingerprints(t, s, "orgs", keys, make([][]byte, 3)) // failed saves stored nothing
+	})
+
+	t.Run("RoundTrip", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		keys := [][]string{{"1"}, {"2"}, {"3"}}
+		sums := [][]byte{sum16("a", 1), sum16("a", 2), {0, 0xff, 0}} // any bytes, NUL included
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, sums))
+		// The store keeps its own copy of the caller's slices.
+		keys[0][0], sums[1][0] = "9", 'X'
+		keys[0][0], sums[1] = "1", sum16("a", 2)
+		// Aligned with the request: unknown keys in between and repeats.
+		q := [][]string{{"3"}, {"4"}, {"1"}, {"3"}, {"2"}}
+		want := [][]byte{{0, 0xff, 0}, nil, sum16("a", 1), {0, 0xff, 0}, sum16("a", 2)}
+		wantFingerprints(t, s, "orgs", q, want)
+		// Returned sums are the caller's to modify.
+		got, err := s.Fingerprints(ctx, "orgs", q)
+		must(t, err)
+		got[0][0], got[2][0] = 'Z', 'Z'
+		wantFingerprints(t, s, "orgs", q, want)
+		must(t, s.Close())
+
+		s2 := h.openStore(t, loc, nil)
+		wantFingerprints(t, s2, "orgs", q, want)
+	})
+
+	t.Run("Overwrite", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		keys := [][]string{{"1"}, {"2"}, {"3"}}
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, [][]byte{sum16("old", 1), sum16("old", 2), sum16("old", 3)}))
+		must(t, s.SaveFingerprints(ctx, "orgs", keys[:2], [][]byte{sum16("new", 1), []byte("short")}))
+		wantFingerprints(t, s, "orgs", keys, [][]byte{sum16("new", 1), []byte("short"), sum16("old", 3)})
+		// A key given twice in one call: the last sum wins (and the upsert
+		// must not trip over the repeat).
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"3"}, {"4"}, {"3"}}, [][]byte{sum16("x", 1), sum16("x", 2), sum16("x", 3)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"3"}, {"4"}}, [][]byte{sum16("x", 3), sum16("x", 2)})
+		// An empty sum deletes; deleting what is not there is fine.
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"1"}, {"2"}, {"5"}, {"4"}}, [][]byte{nil, {}, nil, sum16("y", 4)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"1"}, {"2"}, {"3"}, {"4"}, {"5"}},
+			[][]byte{nil, nil, sum16("x", 3), sum16("y", 4), nil})
+		// Delete then store again within one call: the last one wins.
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"3"}, {"3"}, {"4"}, {"4"}}, [][]byte{nil, sum16("z", 3), sum16("z", 4), nil}))
+		wantFingerprints(t, s, "orgs", [][]string{{"3"}, {"4"}}, [][]byte{sum16("z", 3), nil})
+	})
+
+	t.Run("KeysOfSeveralColumns", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		// Keys that a naive join or a lossy text encoding would confuse.
+		keys := [][]string{
+			{"a", "b"}, {"a,b"}, {"a", "b", ""}, {"", "a", "b"}, {"ab"}, {"a;", "b"}, {"a", ";b"},
+			{"1:a;"}, {"1:a;", ""}, nil, {""}, {"", ""},
+			{"x"}, {"x61"}, {"\\xff"}, {"\\377"}, {"\xff"}, {"\xfe"}, {"a\x00b"}, {"a", "\x00b"},
+			{"2026-01-02 03:04:05+00", "42", "€"},
+		}
+		sums := make([][]byte, len(keys))
+		for i := range keys {
+			sums[i] = sum16("k", i)
+		}
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, sums))
+		wantFingerprints(t, s, "orgs", keys, sums)
+		// Reversed, in case an implementation answers in storage order.
+		rk, rs := slices.Clone(keys), slices.Clone(sums)
+		slices.Reverse(rk)
+		slices.Reverse(rs)
+		wantFingerprints(t, s, "orgs", rk, rs)
+		must(t, s.Close())
+		s2 := h.openStore(t, loc, nil)
+		wantFingerprints(t, s2, "orgs", keys, sums)
+		// An empty key and a nil key are the same (as for positions).
+		wantFingerprints(t, s2, "orgs", [][]string{{}}, [][]byte{sum16("k", 9)})
+	})
+
+	t.Run("SeparateSyncs", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		keys := [][]string{{"1"}, {"2"}}
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, [][]byte{sum16("orgs", 1), sum16("orgs", 2)}))
+		must(t, s.SaveFingerprints(ctx, "contacts", keys[:1], [][]byte{sum16("contacts", 1)}))
+		wantFingerprints(t, s, "orgs", keys, [][]byte{sum16("orgs", 1), sum16("orgs", 2)})
+		wantFingerprints(t, s, "contacts", keys, [][]byte{sum16("contacts", 1), nil})
+		wantFingerprints(t, s, "deals", keys, [][]byte{nil, nil})
+		// Fingerprints alone do not make a sync exist.
+		if syncs, _ := s.Syncs(ctx); len(syncs) != 0 {
+			t.Errorf("Syncs = %v, want none (fingerprints only)", syncs)
+		}
+	})
+
+	t.Run("ForgetClears", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		keys := [][]string{{"1"}, {"2"}}
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, [][]byte{sum16("orgs", 1), sum16("orgs", 2)}))
+		must(t, s.SaveFingerprints(ctx, "contacts", keys, [][]byte{sum16("contacts", 1), sum16("contacts", 2)}))
+		must(t, s.Forget(ctx, "orgs"))
+		wantFingerprints(t, s, "orgs", keys, [][]byte{nil, nil})
+		wantFingerprints(t, s, "contacts", keys, [][]byte{sum16("contacts", 1), sum16("contacts", 2)})
+		must(t, s.Close())
+		s2 := h.openStore(t, loc, nil)
+		wantFingerprints(t, s2, "orgs", keys, [][]byte{nil, nil})
+		// Saving again after Forget starts from nothing.
+		must(t, s2.SaveFingerprints(ctx, "orgs", keys[1:], [][]byte{sum16("again", 2)}))
+		wantFingerprints(t, s2, "orgs", keys, [][]byte{nil, sum16("again", 2)})
+	})
+
+	t.Run("TenThousandKeys", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		const n = 10_000
+		keys := make([][]string, n)
+		sums := make([][]byte, n)
+		for i := range n {
+			keys[i] = []string{fmt.Sprint(i), fmt.Sprintf("tenant-%d", i%7)}
+			sums[i] = sum16("first", i)
+		}
+		wantFingerprints(t, s, "orgs", keys, make([][]byte, n))
+		must(t, s.SaveFingerprints(ctx, "orgs", keys, sums))
+		wantFingerprints(t, s, "orgs", keys, sums)
+		// Overwrite every other one, add n more in the same call, and ask
+		// for a mix of old, new and unknown keys in random order.
+		var k2 [][]string
+		var s2 [][]byte
+		for i := 0; i < 2*n; i += 2 {
+			k2 = append(k2, []string{fmt.Sprint(i), fmt.Sprintf("tenant-%d", i%7)})
+			s2 = append(s2, sum16("second", i))
+		}
+		must(t, s.SaveFingerprints(ctx, "orgs", k2, s2))
+		q := make([][]string, n)
+		want := make([][]byte, n)
+		rng := rand.New(rand.NewPCG(1, 2))
+		for j := range n {
+			i := rng.IntN(3 * n)
+			q[j] = []string{fmt.Sprint(i), fmt.Sprintf("tenant-%d", i%7)}
+			switch {
+			case i < 2*n && i%2 == 0:
+				want[j] = sum16("second", i)
+			case i < n:
+				want[j] = sum16("first", i)
+			}
+		}
+		wantFingerprints(t, s, "orgs", q, want)
+		must(t, s.Close())
+		s3 := h.openStore(t, loc, nil)
+		wantFingerprints(t, s3, "orgs", q, want)
 	})
 }
