@@ -539,7 +539,9 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 	for i, r := range b.sent {
 		keys[i] = r.pos.Key
 	}
-	stored, err := s.Fingerprints.Fingerprints(ctx, s.name(), keys)
+	// Fingerprints belong to the sync, not to its state name: a backfill
+	// skips what the live sync already delivered, and vice versa.
+	stored, err := s.Fingerprints.Fingerprints(ctx, s.Sync.Name, keys)
 	if err != nil {
 		return b, fmt.Errorf("read change fingerprints: %w", err)
 	}
@@ -818,7 +820,7 @@ func (s *Syncer) saveFingerprints(ctx context.Context, b built, res []prism.Resu
 	if len(rowKeys) == 0 {
 		return
 	}
-	if err := s.Fingerprints.SaveFingerprints(ctx, b.Sync, rowKeys, sums); err != nil {
+	if err := s.Fingerprints.SaveFingerprints(ctx, s.Sync.Name, rowKeys, sums); err != nil {
 		s.logger().Warn("could not save change fingerprints; unchanged rows may be sent again", "err", err)
 	}
 }

@@ -35,8 +35,18 @@ func TestBackfillKeepsLiveCheckpoint(t *testing.T) {
 		t.Fatalf("backfill without --yes: err %v, rows sent %d", err, fake.Stats().Rows-before)
 	}
 
+	// Nothing changed since the live sync sent every row: change
+	// fingerprints make a plain backfill send nothing at all.
+	requests := fake.Stats().Requests
+	if err := Run(ctx, []string{"backfill", "--sync", "items", "--yes"}, lookup, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := fake.Stats().Requests - requests; got != 0 {
+		t.Fatalf("backfill of unchanged rows made %d requests, want 0", got)
+	}
+
 	var out bytes.Buffer
-	err = Run(ctx, []string{"backfill", "--sync", "items", "--from", "2026-03-01", "--yes"}, lookup, &out, &bytes.Buffer{})
+	err = Run(ctx, []string{"backfill", "--sync", "items", "--from", "2026-03-01", "--force", "--yes"}, lookup, &out, &bytes.Buffer{})
 	if err != nil {
 		t.Fatal(err)
 	}
