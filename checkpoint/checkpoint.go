@@ -60,6 +60,10 @@ type Batch struct {
 	Object    string // target object type (URL path segment)
 	JobID     string // "" until the API returned one
 	CreatedAt time.Time
+	// RowKeys holds the source row key of each object in Body, in order, so
+	// a batch settled after a restart can still name the rows its job
+	// refused.
+	RowKeys [][]string
 }
 
 // Reject is a row the API refused. Rows are identified by their key values

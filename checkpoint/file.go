@@ -94,16 +94,17 @@ type fileHistory struct {
 }
 
 type fileBatch struct {
-	Key       string    `json:"key"`
-	Seq       int64     `json:"seq"` // insertion order, the tie-break after CreatedAt
-	Attempt   int       `json:"attempt"`
-	From      Position  `json:"from"`
-	To        Position  `json:"to"`
-	Rows      int       `json:"rows"`
-	BodyGzip  []byte    `json:"body_gzip"` // base64 of the gzip stream
-	Object    string    `json:"object"`
-	JobID     string    `json:"job_id"`
-	CreatedAt time.Time `json:"created_at"`
+	Key       string     `json:"key"`
+	Seq       int64      `json:"seq"` // insertion order, the tie-break after CreatedAt
+	Attempt   int        `json:"attempt"`
+	From      Position   `json:"from"`
+	To        Position   `json:"to"`
+	Rows      int        `json:"rows"`
+	BodyGzip  []byte     `json:"body_gzip"` // base64 of the gzip stream
+	Object    string     `json:"object"`
+	JobID     string     `json:"job_id"`
+	CreatedAt time.Time  `json:"created_at"`
+	RowKeys   [][]string `json:"row_keys,omitempty"`
 }
 
 type fileReject struct {
@@ -466,7 +467,7 @@ func (s *FileStore) Journal(ctx context.Context, b Batch) error {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
 	fb := fileBatch{Key: b.Key, Attempt: b.Attempt, From: normPos(b.From), To: normPos(b.To), Rows: b.Rows,
-		BodyGzip: z, Object: b.Object, JobID: b.JobID, CreatedAt: stamp(b.CreatedAt)}
+		BodyGzip: z, Object: b.Object, JobID: b.JobID, CreatedAt: stamp(b.CreatedAt), RowKeys: b.RowKeys}
 	return s.update(ctx, func(st *fileState) error {
 		bs := slices.Clone(st.journal[b.Sync])
 		i := slices.IndexFunc(bs, func(x fileBatch) bool { return x.Key == b.Key })
@@ -524,7 +525,7 @@ func (s *FileStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 			return nil, fmt.Errorf("checkpoint: %s: pending batch %q of sync %q: %w", s.path, fb.Key, sync, err)
 		}
 		out = append(out, Batch{Sync: sync, Key: fb.Key, Attempt: fb.Attempt, From: normPos(fb.From), To: normPos(fb.To),
-			Rows: fb.Rows, Body: body, Object: fb.Object, JobID: fb.JobID, CreatedAt: fb.CreatedAt.UTC()})
+			Rows: fb.Rows, Body: body, Object: fb.Object, JobID: fb.JobID, CreatedAt: fb.CreatedAt.UTC(), RowKeys: fb.RowKeys})
 	}
 	return out, nil
 }

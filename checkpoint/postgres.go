@@ -84,6 +84,9 @@ var migrations = []string{
 		sum     bytea NOT NULL,
 		PRIMARY KEY (sync, row_key)
 	);`,
+	// 4: the row key of each object of a journaled batch, so that rows a
+	// settled batch's job refused are recorded under their own keys.
+	`ALTER TABLE prismsync.journal ADD COLUMN row_keys jsonb NOT NULL DEFAULT '[]';`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.
@@ -261,15 +264,15 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	}
 	_, err = s.pool.Exec(ctx, `
 		INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
-			row_count, body_gzip, object, job_id, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz))
+			row_count, body_gzip, object, job_id, created_at, row_keys)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz), $14)
 		ON CONFLICT (sync, batch_key) DO UPDATE SET
 			attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
 			to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
 			body_gzip = EXCLUDED.body_gzip, object = EXCLUDED.object, job_id = EXCLUDED.job_id,
-			created_at = coalesce($12::timestamptz, j.created_at)`,
+			row_keys = EXCLUDED.row_keys, created_at = coalesce($12::timestamptz, j.created_at)`,
 		b.Sync, b.Key, b.Attempt, b.From.Cursor, pgKey(b.From.Key), b.To.Cursor, pgKey(b.To.Key),
-		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()))
+		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()), rowKeysJSON(b.RowKeys))
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
@@ -297,7 +300,7 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		return nil, err
 	}
 	rows, err := s.pool.Query(ctx, `
-		SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, body_gzip, object, job_id, created_at
+		SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, body_gzip, object, job_id, created_at, row_keys
 		FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`, sync)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
@@ -308,7 +311,7 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		b := Batch{Sync: sync}
 		var z []byte
 		if err := rows.Scan(&b.Key, &b.Attempt, &b.From.Cursor, &b.From.Key, &b.To.Cursor, &b.To.Key,
-			&b.Rows, &z, &b.Object, &b.JobID, &b.CreatedAt); err != nil {
+			&b.Rows, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 		}
 		if b.Body, err = decompress(z); err != nil {
@@ -322,6 +325,14 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 	}
 	return out, nil
+}
+
+// rowKeysJSON stores nil row keys as an empty array (the column is NOT NULL).
+func rowKeysJSON(k [][]string) [][]string {
+	if k == nil {
+		return [][]string{}
+	}
+	return k
 }
 
 // Drop implements Store. Dropping a batch that is not journaled is not an

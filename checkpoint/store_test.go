@@ -83,7 +83,7 @@ func must(t testing.TB, err error) {
 func pos(cursor string, key ...string) Position { return Position{Cursor: cursor, Key: key} }
 
 func batch(sync, key string, from, to Position, body string) Batch {
-	return Batch{Sync: sync, Key: key, Attempt: 1, From: from, To: to, Rows: 2, Body: []byte(body), Object: "organization"}
+	return Batch{Sync: sync, Key: key, Attempt: 1, From: from, To: to, Rows: 2, Body: []byte(body), Object: "organization", RowKeys: [][]string{{"1"}, {"2", "a,b"}}}
 }
 
 // sameBatch compares the fields the store must round-trip.

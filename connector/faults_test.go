@@ -21,7 +21,6 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -160,15 +159,11 @@ const bugStaleAttempt = "a batch re-sent under a new attempt (failed job, 404, 4
 	"so the new attempt's journal entry stays; the next pass settles it and moves the checkpoint back " +
 	"(TestRetriedAttemptLeavesNoJournalEntry)"
 
-// engineBug skips a test that exposes a known engine bug, so the suite stays
-// green while the fix is pending. PRISMSYNC_ENGINE_BUGS=1 runs them anyway.
+// engineBug fails the test with the description of a bug these tests once
+// found in the engine (all fixed), so a regression names its cause.
 func engineBug(t testing.TB, what string) {
 	t.Helper()
-	if os.Getenv("PRISMSYNC_ENGINE_BUGS") != "" {
-		t.Errorf("engine bug: %s", what)
-		return
-	}
-	t.Skip("engine bug: " + what + "; see report")
+	t.Fatalf("engine bug is back: %s", what)
 }
 
 // checkCheckpoint asserts the checkpoint is at row lastID ("" = none yet).

@@ -585,6 +585,9 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 		Rows:    len(rows),
 		Object:  t.Object,
 	}
+	for _, r := range rows {
+		b.RowKeys = append(b.RowKeys, r.pos.Key)
+	}
 	if len(rows) > 0 {
 		b.To = rows[len(rows)-1].pos
 		b.Body = prism.EncodeImportBody(b.objects, prism.ImportOptions{
@@ -762,9 +765,13 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		case r.Error != nil:
 			rep.Rejected++
 			rj := checkpoint.Reject{Sync: b.Sync, Code: r.Error.Code, Message: r.Error.Message}
-			if i < len(b.sent) {
+			switch {
+			case i < len(b.sent):
 				rj.RowKey = b.sent[i].pos.Key
-			} else {
+			case i < len(b.RowKeys):
+				rj.RowKey = b.RowKeys[i] // a batch settled from the journal
+			default:
+				// Journaled by a version that kept no row keys.
 				rj.RowKey = []string{fmt.Sprintf("batch %s #%d", b.Key, i)}
 			}
 			if i < len(objects) {
@@ -781,8 +788,8 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		case r.Existing:
 			rep.Existing++
 		}
-		if r.Error == nil && i < len(b.sent) {
-			resolved = append(resolved, b.sent[i].pos.Key)
+		if r.Error == nil && i < len(b.RowKeys) {
+			resolved = append(resolved, b.RowKeys[i])
 		}
 	}
 	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {

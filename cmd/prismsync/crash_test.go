@@ -112,20 +112,11 @@ type crashWorld struct {
 	env    []string
 	logDir string
 	dedupe bool
-	// knownBug, when set, turns a failed end-state check into a skip that
-	// names the engine bug (PRISMSYNC_ENGINE_BUGS=1 fails instead).
-	knownBug string
 }
 
-// fatalf ends the test for a wrong end state (see knownBug).
+// fatalf ends the test for a wrong end state.
 func (w *crashWorld) fatalf(t *testing.T, format string, args ...any) {
 	t.Helper()
-	if w.knownBug != "" {
-		t.Logf(format, args...)
-		if os.Getenv("PRISMSYNC_ENGINE_BUGS") == "" {
-			t.Skip("engine bug: " + w.knownBug + "; see report")
-		}
-	}
 	t.Fatalf(format, args...)
 }
 
@@ -315,19 +306,17 @@ func TestCrashKillLoop(t *testing.T) {
 		name      string
 		dedupe    bool
 		jobFaults bool // also let import jobs end "failed"
-		knownBug  string
 	}{
 		{name: "plain creates", dedupe: false},
 		{name: "dedupe_by", dedupe: true},
-		{name: "plain creates with failed jobs", jobFaults: true, knownBug: "a batch re-sent after its job failed " +
-			"is committed under its first key; the new attempt stays journaled, the next run settles it and moves " +
-			"the checkpoint back, and re-read rows are created again (connector TestRetriedAttemptLeavesNoJournalEntry)"},
+		// Found the bug where a re-sent attempt stayed journaled and its
+		// rows were created twice.
+		{name: "plain creates with failed jobs", jobFaults: true},
 	} {
 		t.Run(v.name, func(t *testing.T) {
 			// pgtest.NewDB skips when there is no PostgreSQL; building the
 			// binary first would be wasted then.
 			w := newCrashWorld(t, v.dedupe, v.jobFaults, seed)
-			w.knownBug = v.knownBug
 			crashLoop(t, w, bin.get(t), seed, soak)
 		})
 	}
