@@ -173,6 +173,36 @@ func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
 	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
 		s.selectList, s.from, strings.Join(where, " AND "), order, len(args))
 
+	return s.read(ctx, sql, args, w.Limit)
+}
+
+// ByKeys reads the rows with the given keys (rows that no longer exist are
+// simply missing), in keyset order. `prismsync rejects --retry` uses it.
+func (s *Source) ByKeys(ctx context.Context, keys [][]string) ([]row, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	var args []any
+	var tuples []string
+	for _, k := range keys {
+		if len(k) != len(s.types)-1 {
+			return nil, fmt.Errorf("row key %v has %d values but the mapping's key has %d columns", k, len(k), len(s.types)-1)
+		}
+		ps := make([]string, len(k))
+		for i, v := range k {
+			args = append(args, v)
+			ps[i] = fmt.Sprintf("$%d::text::%s", len(args), s.types[i+1])
+		}
+		tuples = append(tuples, "("+strings.Join(ps, ", ")+")")
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s IS NOT NULL AND (%s) IN (%s) ORDER BY %s",
+		s.selectList, s.from, s.ordering[0], strings.Join(s.ordering[1:], ", "), strings.Join(tuples, ", "), strings.Join(s.ordering, ", "))
+	return s.read(ctx, sql, args, len(keys))
+}
+
+// read runs one SELECT built by Page or ByKeys inside a READ ONLY
+// transaction and splits each row into mapped values and position.
+func (s *Source) read(ctx context.Context, sql string, args []any, sizeHint int) ([]row, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("begin read: %w", err)
@@ -184,7 +214,7 @@ func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
 	}
 	defer rows.Close()
 	n := len(s.cols)
-	out := make([]row, 0, w.Limit)
+	out := make([]row, 0, sizeHint)
 	for rows.Next() {
 		vals, err := rows.Values()
 		if err != nil {

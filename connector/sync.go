@@ -115,9 +115,10 @@ type Syncer struct {
 	// of reading further pages (graceful shutdown).
 	Stopping <-chan struct{}
 
-	warnOnce  sync.Once
-	batchSize int       // learned: halved when the API says a body is too large
-	lastSent  time.Time // when this Syncer last sent a batch (coalescing)
+	warnOnce    sync.Once
+	mappingOnce sync.Once
+	batchSize   int       // learned: halved when the API says a body is too large
+	lastSent    time.Time // when this Syncer last sent a batch (coalescing)
 }
 
 // Summary counts what one pass did.
@@ -178,7 +179,9 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	}
 	fp := s.Sync.Fingerprint()
 	if s.StateName == "" && state.Exists && state.Fingerprint != "" && state.Fingerprint != fp {
-		s.logger().Info("mapping changed since the last commit; continuing from the checkpoint (the new mapping applies to rows changed from now on; run a backfill to resend everything)")
+		s.mappingOnce.Do(func() {
+			s.logger().Info("mapping changed since the last commit; continuing from the checkpoint (the new mapping applies to rows changed from now on; run a backfill to resend everything)")
+		})
 	}
 	sum.Position = state.Position
 
@@ -216,6 +219,61 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
 	return p.run(ctx, src, enc, w)
+}
+
+// Retry re-sends the rows with the given keys — typically rows recorded as
+// rejects, after the operator fixed their cause — without moving the
+// checkpoint: each batch is journaled and committed at the current
+// position. Keys of rows that no longer exist are ignored. The caller must
+// hold the sync's lease so that no pass moves the checkpoint meanwhile.
+func (s *Syncer) Retry(ctx context.Context, keys [][]string) (Summary, error) {
+	start := time.Now()
+	sum := Summary{Sync: s.Sync.Name}
+	err := s.retry(ctx, keys, &sum)
+	sum.Duration = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("sync %s: retry rejects: %w", s.Sync.Name, err)
+	}
+	return sum, err
+}
+
+func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error {
+	fp := s.Sync.Fingerprint()
+	if err := s.settlePending(ctx, fp, sum); err != nil {
+		return err
+	}
+	state, err := s.Store.Load(ctx, s.name())
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	src, err := NewSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return &PermanentError{err}
+	}
+	enc, err := s.Sync.Compile(src.Fields())
+	if err != nil {
+		return &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+	}
+	p := &pipeline{s: s, fp: fp, sum: sum, max: 1}
+	for len(keys) > 0 {
+		n := min(len(keys), s.limit())
+		rows, err := src.ByKeys(ctx, keys[:n])
+		keys = keys[n:]
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		sum.Rows += len(rows)
+		b := s.build(enc, state.Position, rows)
+		b.To = state.Position // the checkpoint stays where it is
+		sum.Invalid += len(b.invalid)
+		if err := p.add(ctx, b); err != nil {
+			return err
+		}
+	}
+	return p.drain(ctx, true)
 }
 
 // settlePending finishes the batches an interrupted run left in the journal,

@@ -652,3 +652,75 @@ func TestAllInvalidBatchCommitsRejects(t *testing.T) {
 		t.Fatalf("%d rejects (err %v), want 30", n, err)
 	}
 }
+
+// Rejected rows are re-sent on request once their cause is fixed (here: the
+// workspace learned the slug), without moving the checkpoint.
+func TestRetryRejects(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{KnownSlugs: map[string][]string{"organization": {"external_id", "name", "seats"}}})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, CASE WHEN g % 10 = 0 THEN 'x' || g || '@example.com' END, 1,
+		timestamptz '2026-01-01' + g * interval '1 minute' FROM generate_series(1, 100) g`)
+	// email is omitted when NULL, so only the 10 rows with an email use the unknown slug.
+	f, findings := mapping.Parse("t.yaml", []byte(`syncs:
+  - name: people
+    source: { table: people, key: [id], cursor: updated_at }
+    target: { object: organization, dedupe_by: external_id }
+    batch_size: 100
+    properties:
+      external_id: id
+      name: name
+      seats: seats
+      email: { column: email, omit_null: true }
+`))
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	m, _ := f.Sync("people")
+	sum, err := e.syncer(m).Once(ctx)
+	if err != nil || sum.Rejected != 10 {
+		t.Fatalf("summary %+v (err %v): want 10 rejected", sum, err)
+	}
+	before, err := e.store.Load(ctx, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := e.store.Rejects(ctx, "people", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([][]string, len(rs))
+	for i, r := range rs {
+		keys[i] = r.RowKey
+	}
+	keys = append(keys, []string{"999999"}) // a row deleted since: ignored
+
+	// The cause is fixed: a fresh fake that knows every slug (records are
+	// compared by what arrives there).
+	e.fake.Reset()
+	fixed := prismtest.New(prismtest.Options{})
+	srv := httptest.NewServer(fixed)
+	defer srv.Close()
+	sy := e.syncer(m)
+	sy.API = e.client(t, srv.URL, 0)
+	sum, err = sy.Retry(ctx, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 10 || sum.Created != 10 || sum.Rejected != 0 {
+		t.Fatalf("retry summary %+v: want the 10 rows created", sum)
+	}
+	if n, _ := e.store.CountRejects(ctx, "people"); n != 0 {
+		t.Fatalf("%d rejects left after a successful retry", n)
+	}
+	after, err := e.store.Load(ctx, "people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Position.Equal(before.Position) {
+		t.Fatalf("retry moved the checkpoint: %v -> %v", before.Position, after.Position)
+	}
+	if n := len(fixed.Records("organization")); n != 10 {
+		t.Fatalf("fixed API holds %d records, want 10", n)
+	}
+}

@@ -17,6 +17,7 @@ import (
 )
 
 const rejectsHelp = `Usage: prismsync rejects [--sync NAME] [--limit N] [--json]
+       prismsync rejects --retry [--sync NAME]
 
 Lists rows that were not delivered: rows the mapping refused (missing
 required value, failed coercion, duplicate dedupe value in a batch) and rows
@@ -24,10 +25,15 @@ the API refused with a per-row error. The checkpoint moved past them so they
 never block the rows behind them; each is retried automatically when its
 source row changes again. Newest first.
 
+--retry re-sends every rejected row (of NAME, or of all syncs) as it is now
+in the source, e.g. after fixing a property in Micro or the mapping; the
+checkpoint does not move. Rows that are refused again stay rejected.
+
 Examples:
   prismsync rejects
   prismsync rejects --sync people --limit 20
   prismsync rejects --json | jq '.[] | .code' | sort | uniq -c
+  prismsync rejects --retry --sync people
 `
 
 func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
@@ -37,11 +43,15 @@ func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	only := fs.String("sync", "", "only this sync's rejects")
 	limit := fs.Int("limit", 100, "at most this many (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON")
+	retry := fs.Bool("retry", false, "re-send the rejected rows")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
 		return &usageError{err}
+	}
+	if *retry {
+		return retryRejects(ctx, *only, env, stdout, stderr)
 	}
 	cfg, err := loadConfig(ctx, env, needs{db: true})
 	if err != nil {
@@ -117,4 +127,59 @@ func oneLine(s string, n int) string {
 		return s[:n-1] + "…"
 	}
 	return s
+}
+
+// retryRejects re-sends the rejected rows of each selected sync under the
+// sync's lease.
+func retryRejects(ctx context.Context, only string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	a, err := newApp(ctx, env, stderr)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	syncs, err := selectSyncs(a.syncs, only)
+	if err != nil {
+		return err
+	}
+	var failed []error
+	for _, s := range syncs {
+		rs, err := a.store.Rejects(ctx, s.Name, 0)
+		if err != nil {
+			return fmt.Errorf("list rejects: %w", err)
+		}
+		var keys [][]string
+		for _, r := range rs {
+			// Rejects recorded by positions only (journals of older
+			// versions) cannot be looked up in the source.
+			if len(r.RowKey) == len(s.Source.Key) && !strings.HasPrefix(r.RowKey[0], "batch ") {
+				keys = append(keys, r.RowKey)
+			}
+		}
+		if len(keys) == 0 {
+			fmt.Fprintf(stdout, "%s: no rejected rows to retry\n", s.Name)
+			continue
+		}
+		release, ok, err := a.store.TryLock(ctx, s.Name)
+		if err != nil {
+			return fmt.Errorf("sync %s: take lease: %w", s.Name, err)
+		}
+		if !ok {
+			failed = append(failed, fmt.Errorf("sync %s is being run by another prismsync process right now; try again later", s.Name))
+			continue
+		}
+		sum, err := a.syncer(s).Retry(ctx, keys)
+		release()
+		logSummary(a.log, sum, err)
+		if err != nil {
+			failed = append(failed, err)
+			continue
+		}
+		left, _ := a.store.CountRejects(ctx, s.Name)
+		fmt.Fprintf(stdout, "%s: retried %d rows (%d still in the source): %d created, %d updated, %d unchanged matches, %d rejected again, %d invalid; %d rejects left\n",
+			s.Name, len(keys), sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid, left)
+	}
+	if len(failed) > 0 {
+		return errors.Join(failed...)
+	}
+	return nil
 }
