@@ -101,6 +101,7 @@ Usage:
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
   prismsync preview --sync NAME  print the request bodies the next pass would send (sends nothing)
   prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
+  prismsync bench                measure throughput, memory and API requests on a throwaway PostgreSQL
   prismsync version              print the version
 
 Configuration comes from the environment; see config.example.env.
@@ -132,6 +133,8 @@ func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
+	case "bench", benchFakeAPICommand:
+		return runBench(ctx, cmd, rest, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
