@@ -9,6 +9,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -255,9 +256,20 @@ func cleanText(s string) string {
 	return strings.ReplaceAll(s, "\x00", "\uFFFD")
 }
 
+// gzipWriters are reused: a gzip writer allocates about 1 MB of state.
+var gzipWriters = sync.Pool{New: func() any {
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}}
+
+// compress gzips a journaled body. BestSpeed: the journal is written on the
+// read loop before each batch is sent, and the default level cost 7x the
+// time (189 ms vs 26 ms for a 5,000-object body) for 9% less space.
 func compress(body []byte) ([]byte, error) {
 	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	zw := gzipWriters.Get().(*gzip.Writer)
+	defer gzipWriters.Put(zw)
+	zw.Reset(&buf)
 	if _, err := zw.Write(body); err != nil {
 		return nil, fmt.Errorf("gzip body: %w", err)
 	}

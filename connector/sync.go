@@ -575,6 +575,9 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 		}
 		buf = out
 		r.object = buf[start:len(buf):len(buf)]
+		// The decoded column values are not needed once the row is
+		// encoded; dropping them keeps in-flight batches small.
+		r.values = nil
 		if s.Fingerprints != nil {
 			r.sum = s.fingerprint(r.object)
 		}

@@ -3,7 +3,6 @@ package prism
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -265,8 +264,11 @@ func (c *Client) Import(ctx context.Context, object, idempotencyKey string, body
 	if n := len(idempotencyKey); n == 0 || n > 255 {
 		return nil, fmt.Errorf("prism: import: idempotency key must be 1-255 characters, got %d", n)
 	}
-	if !json.Valid(body) {
-		return nil, errors.New("prism: import: body is not valid JSON")
+	// A full json.Valid over a multi-megabyte body cost 8% of a sync's
+	// CPU; the body comes from EncodeImportBody, whose output is fuzzed to
+	// be valid JSON, so only its outline is checked here.
+	if t := bytes.TrimSpace(body); len(t) < 2 || t[0] != '{' || t[len(t)-1] != '}' {
+		return nil, errors.New("prism: import: body is not a JSON object")
 	}
 	if !c.claimKey(idempotencyKey) {
 		return nil, fmt.Errorf("prism: import %s: %w", idempotencyKey, ErrKeyInUse)
