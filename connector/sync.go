@@ -119,6 +119,7 @@ type Syncer struct {
 	mappingOnce sync.Once
 	batchSize   int       // learned: halved when the API says a body is too large
 	lastSent    time.Time // when this Syncer last sent a batch (coalescing)
+	bodyHint    int       // largest encoded batch so far: the next buffer's size
 }
 
 // Summary counts what one pass did.
@@ -556,7 +557,10 @@ type built struct {
 func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row) built {
 	b := built{}
 	seen := make(map[string]bool)
-	var buf []byte
+	// Every object is a slice of buf and lives until its batch commits. A
+	// buffer that grew by doubling would keep each outgrown array alive
+	// through those slices, so size it from the previous batch up front.
+	buf := make([]byte, 0, s.bodyHint+s.bodyHint/8)
 	for _, r := range rows {
 		start := len(buf)
 		out, dedupe, err := enc.Encode(buf, r.values)
@@ -583,6 +587,7 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 		}
 		b.sent = append(b.sent, r)
 	}
+	s.bodyHint = max(s.bodyHint, len(buf))
 	nb := s.buildRows(b.sent, from)
 	nb.invalid = b.invalid
 	nb.To = rows[len(rows)-1].pos

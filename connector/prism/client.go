@@ -117,7 +117,7 @@ type Client struct {
 
 	mu       sync.Mutex
 	inFlight map[string]struct{} // idempotency keys being sent
-	expected time.Duration       // learned typical async job duration
+	perRow   float64             // learned async job duration per row, in seconds (0: none yet)
 }
 
 var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -354,9 +354,12 @@ func (c *Client) Job(ctx context.Context, jobID string) (*Job, error) {
 
 // Wait polls job until it is complete or failed and returns the final Job,
 // whose Polls adds the requests spent here to job.Polls. It sleeps before
-// each poll: first the expected job duration (FirstPoll, a Retry-After sent
-// with the 202, or what earlier jobs took), then FirstPoll·2, ·4, ... capped
-// at MaxPollInterval, because every poll counts against the monthly quota.
+// each poll: first the expected job duration (what earlier jobs took per
+// row, times this job's rows; FirstPoll until jobs have been seen; never
+// before a Retry-After sent with the 202). After a learned first poll misses,
+// polls follow at 1/8 of it, doubling; otherwise at FirstPoll·2, ·4, ...;
+// always capped at MaxPollInterval, because every poll counts against the
+// monthly quota.
 // A terminal job is returned as is. Bound the total wait with ctx.
 func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 	if job == nil {
@@ -369,12 +372,13 @@ func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 		return nil, fmt.Errorf("prism: wait: job in status %q has no id", job.Status)
 	}
 	polls := job.Polls
-	delay := c.firstPollDelay(job.pollHint)
+	delay, learned := c.firstPollDelay(job)
 	next := c.cfg.FirstPoll
-	for {
+	for first := true; ; first = false {
 		if err := c.cfg.Sleep(ctx, delay); err != nil {
 			return nil, fmt.Errorf("prism: wait for job %s: %w", job.ID, err)
 		}
+		pollAt := c.cfg.Now()
 		cur, err := c.Job(ctx, job.ID)
 		if cur != nil {
 			polls += cur.Polls
@@ -385,40 +389,67 @@ func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 		cur.Polls = polls
 		if cur.Terminal() {
 			cur.submittedAt = job.submittedAt
-			c.learn(job.submittedAt)
+			c.learn(job, pollAt, first)
 			c.log.DebugContext(ctx, "prism: import job finished", "job_id", cur.ID, "status", cur.Status, "polls", polls)
 			return cur, nil
 		}
-		next = min(next*2, c.cfg.MaxPollInterval)
+		if learned && first {
+			// The job runs a little longer than learned: step in small
+			// increments of that duration rather than doubling it.
+			next = max(delay/8, minPollDelay)
+		} else {
+			next *= 2
+		}
+		next = min(next, c.cfg.MaxPollInterval)
 		delay = next
 	}
 }
 
-func (c *Client) firstPollDelay(hint time.Duration) time.Duration {
+// minPollDelay bounds how soon a learned first poll, or a poll after it,
+// may come.
+const minPollDelay = 50 * time.Millisecond
+
+// firstPollDelay is when to poll a new job first: at the learned duration
+// of a job of its size once jobs have been seen (FirstPoll only until
+// then), and never before a Retry-After the 202 carried.
+func (c *Client) firstPollDelay(job *Job) (d time.Duration, learned bool) {
 	c.mu.Lock()
-	d := max(c.cfg.FirstPoll, c.expected, hint)
+	perRow := c.perRow
 	c.mu.Unlock()
+	d = c.cfg.FirstPoll
+	if perRow > 0 && job.Total > 0 {
+		est := time.Duration(perRow * float64(job.Total) * float64(time.Second)).Round(time.Millisecond)
+		d, learned = max(est, minPollDelay), true
+	}
+	d = max(d, job.pollHint)
 	// Never sleep longer than the server keeps a reasonable answer waiting.
-	return min(d, c.cfg.MaxRetryAfter)
+	return min(d, c.cfg.MaxRetryAfter), learned
 }
 
-// learn keeps a moving average of how long async jobs take, so later first
-// polls land when a job is likely done instead of spending requests early.
-// It aims slightly low (3/4) because a late first poll costs wall time.
-func (c *Client) learn(submitted time.Time) {
-	if submitted.IsZero() {
+// learn keeps a moving average of how long async jobs take per row, so
+// that first polls land when a job is likely done: every poll counts against
+// the monthly quota. pollAt, when the poll that found the job finished was
+// sent, is an upper bound of its duration (the poll's own round trip is not
+// the job's); when the first poll already found it finished, the sample is
+// shaded down by 10% so the estimate comes down when jobs get faster.
+func (c *Client) learn(job *Job, pollAt time.Time, firstPollHit bool) {
+	if job.submittedAt.IsZero() || job.Total <= 0 {
 		return
 	}
-	took := c.cfg.Now().Sub(submitted) * 3 / 4
+	took := pollAt.Sub(job.submittedAt)
+	if firstPollHit {
+		took = took * 9 / 10
+	}
 	if took <= 0 {
 		return
 	}
+	sample := took.Seconds() / float64(job.Total)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.expected == 0 {
-		c.expected = took
+	if c.perRow == 0 {
+		c.perRow = sample
 	} else {
-		c.expected = (c.expected + took) / 2
+		c.perRow = (c.perRow + sample) / 2
 	}
 }
 

@@ -136,6 +136,9 @@ func TestImportAsyncLocationOnlyAndLearning(t *testing.T) {
 		reply(200, `{"job_id":"from-loc","status":"failed","total":150,"error":{"code":"internal","message":"worker died"}}`),
 		reply(202, `{"job_id":"second","status":"processing","total":150}`),
 		reply(200, `{"job_id":"second","status":"complete","total":0}`),
+		reply(202, `{"job_id":"third","status":"processing","total":300}`),
+		reply(200, `{"job_id":"third","status":"processing","total":300}`),
+		reply(200, `{"job_id":"third","status":"complete","total":0}`),
 	)
 	c, clk, _ := newTestClient(t, s, func(cfg *Config) { cfg.FirstPoll = time.Second; cfg.MaxPollInterval = 30 * time.Second })
 	ctx := context.Background()
@@ -162,7 +165,8 @@ func TestImportAsyncLocationOnlyAndLearning(t *testing.T) {
 	if got := clk.Sleeps(); len(got) != 2 || got[0] != 3*time.Second || got[1] != 2*time.Second {
 		t.Errorf("sleeps = %v", got)
 	}
-	// The first job took 5s; the next first poll waits 3/4 of that.
+	// The first job of 150 rows took 5s; the next one of the same size is
+	// first polled after exactly that.
 	job2, err := c.Import(ctx, "contact", "k2", testBody())
 	if err != nil {
 		t.Fatal(err)
@@ -170,8 +174,22 @@ func TestImportAsyncLocationOnlyAndLearning(t *testing.T) {
 	if _, err := c.Wait(ctx, job2); err != nil {
 		t.Fatal(err)
 	}
-	if got := clk.Sleeps(); len(got) != 3 || got[2] != 3750*time.Millisecond {
-		t.Errorf("sleeps = %v, want learned first poll 3.75s", got)
+	if got := clk.Sleeps(); len(got) != 3 || got[2] != 5*time.Second {
+		t.Errorf("sleeps = %v, want learned first poll 5s", got)
+	}
+	// That poll found it done, so the estimate comes down by 10% of the
+	// sample: (5s + 4.5s)/2 per 150 rows. A job twice the size waits twice
+	// as long (9.5s); when it is still running, the next poll comes 1/8 of
+	// that later instead of doubling.
+	job3, err := c.Import(ctx, "contact", "k3", testBody())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, job3); err != nil {
+		t.Fatal(err)
+	}
+	if got := clk.Sleeps(); len(got) != 5 || got[3] != 9500*time.Millisecond || got[4] != 9500*time.Millisecond/8 {
+		t.Errorf("sleeps = %v, want 9.5s then 1.1875s", got)
 	}
 }
 
