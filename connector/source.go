@@ -14,19 +14,6 @@ import (
 	"github.com/prismsync/prismsync/mapping"
 )
 
-// cursorTypes are the column types a cursor may have: their text forms sort
-// the same way as their values, so a position stored as text and cast back is
-// exact.
-var cursorTypes = map[uint32]string{
-	pgtype.TimestamptzOID: "timestamptz",
-	pgtype.TimestampOID:   "timestamp",
-	pgtype.DateOID:        "date",
-	pgtype.Int2OID:        "smallint",
-	pgtype.Int4OID:        "integer",
-	pgtype.Int8OID:        "bigint",
-	pgtype.NumericOID:     "numeric",
-}
-
 // Source reads the rows of one sync in keyset order: (cursor, key...)
 // strictly after a position, one page per call. It never uses OFFSET, so a
 // page costs the same at row 10 and at row 10 million, and rows sharing one
@@ -93,7 +80,7 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 	for i, c := range orderCols {
 		oid := fds[len(s.cols)+i].DataTypeOID
 		if i == 0 {
-			if _, ok := cursorTypes[oid]; !ok {
+			if _, ok := mapping.CursorType(oid); !ok {
 				return nil, fmt.Errorf("cursor column %q has a type prismsync cannot order by (OID %d); use timestamptz, timestamp, date, smallint, integer, bigint or numeric", c, oid)
 			}
 		}
@@ -124,6 +111,10 @@ type Window struct {
 	From  string   // with a zero After: cursor >= From ("" = no lower bound)
 	To    string   // cursor <= To ("" = no upper bound)
 	Until string   // cursor < Until, the commit horizon ("" = none); text of a timestamptz
+	// Where is an operator's own SQL boolean expression over the source's
+	// columns (`prismsync preview --where`); it runs in the READ ONLY
+	// transaction, never in a pass.
+	Where string
 	Limit int
 }
 
@@ -169,9 +160,13 @@ func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
 		// it in UTC, the session time zone.
 		where = append(where, s.ordering[0]+" < "+param(w.Until, "timestamptz"))
 	}
+	from := s.from
+	if w.Where != "" {
+		from = "(SELECT * FROM " + s.from + " WHERE (" + w.Where + ")) AS src"
+	}
 	args = append(args, w.Limit)
 	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
-		s.selectList, s.from, strings.Join(where, " AND "), order, len(args))
+		s.selectList, from, strings.Join(where, " AND "), order, len(args))
 
 	return s.read(ctx, sql, args, w.Limit)
 }

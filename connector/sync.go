@@ -267,7 +267,7 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 			continue
 		}
 		sum.Rows += len(rows)
-		b := s.build(enc, state.Position, rows)
+		b := s.build(enc, state.Position, rows, s.logWarning)
 		b.To = state.Position // the checkpoint stays where it is
 		sum.Invalid += len(b.invalid)
 		if err := p.add(ctx, b); err != nil {
@@ -366,7 +366,7 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 			return err
 		}
 		p.sum.Rows += len(rows)
-		b := s.build(enc, w.After, rows)
+		b := s.build(enc, w.After, rows, s.logWarning)
 		p.sum.Invalid += len(b.invalid)
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return err
@@ -554,7 +554,10 @@ type built struct {
 // build maps a page into one request. Rows the mapping refuses and rows whose
 // dedupe value repeats inside the batch are kept out of the request and
 // recorded as rejects, so one bad row never blocks the rows behind it.
-func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row) built {
+//
+// warn is told about values the mapping had to change (NaN sent as null,
+// invalid UTF-8 replaced): the row is sent, and noted.
+func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) built {
 	b := built{}
 	seen := make(map[string]bool)
 	// Every object is a slice of buf and lives until its batch commits. A
@@ -563,7 +566,7 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 	buf := make([]byte, 0, s.bodyHint+s.bodyHint/8)
 	for _, r := range rows {
 		start := len(buf)
-		out, dedupe, err := enc.Encode(buf, r.values)
+		out, dedupe, err := enc.Append(buf, r.values, func(w mapping.Warning) { warn(r, w) })
 		if err != nil {
 			b.invalid = append(b.invalid, s.reject(r, rowErrorCode(err), err.Error(), nil))
 			continue
@@ -665,6 +668,60 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 		b.Key = prism.IdempotencyKey(s.name(), positionString(from), b.Body, b.Attempt)
 	}
 	return b
+}
+
+// logWarning notes a value the mapping changed on its way to the API.
+func (s *Syncer) logWarning(r row, w mapping.Warning) {
+	s.logger().Warn("value changed on the way to Micro", "row_key", r.pos.Key, "property", w.Property, "code", w.Code, "detail", w.Message)
+}
+
+// Preview is what a pass would send for some rows: nothing is journaled,
+// sent or committed.
+type Preview struct {
+	Rows     int                 // rows read
+	Bodies   [][]byte            // one import request body per batch, byte for byte
+	Invalid  []checkpoint.Reject // rows kept out of the requests, with their reasons
+	Warnings []RowWarning        // values the mapping changed
+}
+
+// RowWarning is a value the mapping changed on its way (the row is sent).
+type RowWarning struct {
+	RowKey []string
+	mapping.Warning
+}
+
+// Preview reads up to limit rows of w (normally: after the checkpoint) and
+// builds the request bodies exactly as a pass would, in batches of the
+// sync's batch_size. It takes no lease and changes nothing.
+func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
+	var pv Preview
+	src, err := NewSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return pv, &PermanentError{err}
+	}
+	enc, err := s.Sync.Compile(src.Fields())
+	if err != nil {
+		return pv, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+	}
+	rows, err := src.Page(ctx, w)
+	if err != nil {
+		return pv, err
+	}
+	pv.Rows = len(rows)
+	warn := func(r row, w mapping.Warning) {
+		pv.Warnings = append(pv.Warnings, RowWarning{RowKey: r.pos.Key, Warning: w})
+	}
+	from := w.After
+	for len(rows) > 0 {
+		n := min(len(rows), s.Sync.BatchSize)
+		b := s.build(enc, from, rows[:n], warn)
+		rows, from = rows[n:], b.To
+		pv.Invalid = append(pv.Invalid, b.invalid...)
+		if len(b.sent) > 0 {
+			pv.Bodies = append(pv.Bodies, b.Body)
+		}
+	}
+	return pv, nil
 }
 
 func rowErrorCode(err error) string {

@@ -23,7 +23,7 @@ type Querier interface {
 
 // cursorTypes are the column types a cursor may have, by type OID. Their
 // text forms sort like their values, so a position kept as text and cast
-// back is exact. The engine (connector.NewSource) enforces the same list.
+// back is exact.
 var cursorTypes = map[uint32]string{
 	pgtype.TimestamptzOID: "timestamptz",
 	pgtype.TimestampOID:   "timestamp",
@@ -32,6 +32,13 @@ var cursorTypes = map[uint32]string{
 	pgtype.Int4OID:        "integer",
 	pgtype.Int8OID:        "bigint",
 	pgtype.NumericOID:     "numeric",
+}
+
+// CursorType reports whether a column of type oid can be a sync's cursor,
+// and the type's name. The engine and validate share this one list.
+func CursorType(oid uint32) (name string, ok bool) {
+	name, ok = cursorTypes[oid]
+	return name, ok
 }
 
 // nullSampleCap bounds the NULL-cursor count so validate stays cheap on a
