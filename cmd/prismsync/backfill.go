@@ -46,11 +46,8 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	restart := fs.Bool("restart", false, "forget an interrupted backfill's position and start over")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	force := fs.Bool("force", false, "send rows even when their object is unchanged since Micro last confirmed it")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if *name == "" {
 		fs.Usage()

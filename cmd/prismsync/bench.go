@@ -148,11 +148,8 @@ func runBench(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 	fs.DurationVar(&c.MaxPoll, "max-poll", 0, "client MaxPollInterval")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "client rate limit, requests/s; -1 = off")
 	fs.StringVar(&c.Profile, "profile", "", "directory for pprof files")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -56,11 +56,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, demoHelp) }
 	nrows := fs.Int("rows", 2000, "rows to seed")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if *nrows < 1 {
 		return &usageError{errors.New("--rows must be at least 1")}

@@ -31,11 +31,8 @@ func runHealthcheck(ctx context.Context, args []string, env envconfig.Lookuper, 
 	fs.Usage = func() { fmt.Fprint(stderr, healthcheckHelp) }
 	addrFlag := fs.String("addr", "", "address of the ops endpoint (default: HTTP_ADDR)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	// Only HTTP_ADDR matters here: the probe must not fail because, say, a
 	// secret file is unreadable by the probing user.

@@ -51,11 +51,8 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	name := fl.String("sync", "", "the sync to preview (required)")
 	limit := fl.Int("limit", 10, "how many rows to read")
 	where := fl.String("where", "", "SQL boolean expression over the source columns; replaces the checkpoint")
-	if err := fl.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fl, args); help || err != nil {
+		return err
 	}
 	switch {
 	case *name == "":

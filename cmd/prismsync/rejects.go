@@ -44,11 +44,8 @@ func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	limit := fs.Int("limit", 100, "at most this many (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	retry := fs.Bool("retry", false, "re-send the rejected rows")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	if *retry {
 		return retryRejects(ctx, *only, env, stdout, stderr)

@@ -52,11 +52,8 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 	flags.Usage = func() { fmt.Fprint(stderr, statusHelp) }
 	only := flags.String("sync", "", "only this sync")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if err := flags.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(flags, args); help || err != nil {
+		return err
 	}
 	cfg, err := loadConfig(ctx, env, needs{})
 	if err != nil {

@@ -33,11 +33,8 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, onceHelp) }
 	only := fs.String("sync", "", "run only the sync with this name")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	a, err := newApp(ctx, env, stderr)
 	if err != nil {
@@ -121,11 +118,8 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stder
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, runHelp) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &usageError{err}
+	if help, err := parseFlags(fs, args); help || err != nil {
+		return err
 	}
 	a, err := newApp(ctx, env, stderr)
 	if err != nil {
