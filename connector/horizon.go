@@ -53,3 +53,64 @@ func commitHorizon(ctx context.Context, pool *pgxpool.Pool, lag time.Duration) (
 	h.lag = time.Duration(lagSecs * float64(time.Second))
 	return h, nil
 }
+
+// For cursors that are not timestamps (a version column fed by a sequence,
+// a date) there is no start time to compare with, but the same race exists:
+// a transaction takes its value, other transactions take larger ones and
+// commit, and the first commits last. The guard: remember at each pass the
+// largest cursor value visible then (a mark) and when it was taken; a mark
+// becomes safe once every transaction that was open at that moment has
+// ended, because any transaction started later takes a larger value. A pass
+// reads only up to the newest safe mark. With no other transaction open
+// (the usual case) the current mark is safe at once.
+
+// mark is the largest visible cursor value at a moment.
+type mark struct {
+	cursor string    // text of the cursor value
+	at     time.Time // server time the value was read
+}
+
+// valueGuard keeps the marks of one Syncer (passes of a sync never overlap,
+// so it needs no lock).
+type valueGuard struct {
+	marks []mark
+	safe  string // newest safe mark so far ("" none)
+}
+
+// cap returns the cursor bound for this pass ("" when nothing is safe yet).
+// known is false when other sessions' transactions cannot be seen.
+func (g *valueGuard) cap(ctx context.Context, pool *pgxpool.Pool, src *Source) (bound string, known bool, err error) {
+	var m mark
+	var maxCursor *string
+	var oldest *time.Time
+	err = pool.QueryRow(ctx, `
+		SELECT (SELECT max(`+src.ordering[0]+`)::text FROM `+src.from+`),
+		       clock_timestamp(),
+		       (SELECT min(xact_start) FROM pg_stat_activity
+		        WHERE datname = current_database() AND backend_type = 'client backend'
+		          AND xact_start IS NOT NULL AND pid <> pg_backend_pid()),
+		       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+		           OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`,
+	).Scan(&maxCursor, &m.at, &oldest, &known)
+	if err != nil {
+		return "", false, fmt.Errorf("cursor guard: %w", err)
+	}
+	if !known {
+		return "", false, nil
+	}
+	if maxCursor != nil {
+		m.cursor = *maxCursor
+		g.marks = append(g.marks, m)
+	}
+	// The newest mark taken before every transaction still open began.
+	keep := g.marks[:0]
+	for _, mk := range g.marks {
+		if oldest == nil || mk.at.Before(*oldest) {
+			g.safe = mk.cursor
+			continue
+		}
+		keep = append(keep, mk)
+	}
+	g.marks = keep
+	return g.safe, true, nil
+}

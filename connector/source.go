@@ -111,6 +111,7 @@ type Window struct {
 	From  string   // with a zero After: cursor >= From ("" = no lower bound)
 	To    string   // cursor <= To ("" = no upper bound)
 	Until string   // cursor < Until, the commit horizon ("" = none); text of a timestamptz
+	Cap   string   // cursor <= Cap, the guard for other cursor types ("" = none)
 	// Where is an operator's own SQL boolean expression over the source's
 	// columns (`prismsync preview --where`); it runs in the READ ONLY
 	// transaction, never in a pass.
@@ -154,6 +155,9 @@ func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
 	}
 	if w.To != "" {
 		where = append(where, s.ordering[0]+" <= "+param(w.To, s.types[0]))
+	}
+	if w.Cap != "" {
+		where = append(where, s.ordering[0]+" <= "+param(w.Cap, s.types[0]))
 	}
 	if w.Until != "" {
 		// The horizon is a timestamptz; a timestamp cursor compares with

@@ -116,6 +116,7 @@ type Syncer struct {
 	Stopping <-chan struct{}
 
 	warnOnce    sync.Once
+	guard       valueGuard // late-commit guard for cursors that are not timestamps
 	mappingOnce sync.Once
 	batchSize   int       // learned: halved when the API says a body is too large
 	lastSent    time.Time // when this Syncer last sent a batch (coalescing)
@@ -217,6 +218,20 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 		}
 		w.Until = h.until
 		sum.HorizonLag = h.lag
+	} else {
+		bound, known, err := s.guard.cap(ctx, s.DB, src)
+		if err != nil {
+			return err
+		}
+		if !known {
+			s.warnOnce.Do(func() {
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); rows committed late behind the checkpoint can be missed")
+			})
+		} else if bound == "" {
+			return nil // nothing is known to be final yet: a transaction is still open
+		} else {
+			w.Cap = bound
+		}
 	}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
 	return p.run(ctx, src, enc, w)

@@ -724,3 +724,54 @@ func TestRetryRejects(t *testing.T) {
 		t.Fatalf("fixed API holds %d records, want 10", n)
 	}
 }
+
+// The same race with an integer cursor fed by a sequence: a transaction
+// takes its version number, later ones take larger numbers and commit
+// first. The pass must not move past the open transaction's number.
+func TestLateCommitIntegerCursor(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(`CREATE SEQUENCE people_version`)
+	e.exec(`CREATE TABLE people (id bigint PRIMARY KEY, name text NOT NULL, email text, seats integer,
+		version bigint NOT NULL DEFAULT nextval('people_version'))`)
+	e.exec(`INSERT INTO people (id, name, seats) SELECT g, 'Org ' || g, 0 FROM generate_series(1, 100) g`)
+	f, findings := mapping.Parse("t.yaml", []byte(`syncs:
+  - name: people
+    source: { table: people, key: [id], cursor: version }
+    target: { object: organization, dedupe_by: external_id, update_existing: true }
+    batch_size: 50
+    properties: { external_id: id, name: name, email: email, seats: seats }
+`))
+	if findings.HasErrors() {
+		t.Fatal(findings)
+	}
+	m, _ := f.Sync("people")
+	sy := e.syncer(m)
+	if sum, err := sy.Once(ctx); err != nil || sum.Rows != 100 {
+		t.Fatalf("first pass %+v, err %v", sum, err)
+	}
+
+	late, err := e.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(ctx)
+	if _, err := late.Exec(ctx, `UPDATE people SET seats = 555, version = nextval('people_version') WHERE id = 5`); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`UPDATE people SET seats = 1, version = nextval('people_version') WHERE id BETWEEN 10 AND 19`)
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Rows != 0 {
+		t.Fatalf("pass read %d rows numbered after the open transaction's; the guard should hold them back", sum.Rows)
+	}
+	if err := late.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if sum, err = sy.Once(ctx); err != nil || sum.Rows != 11 {
+		t.Fatalf("after the commit: summary %+v, err %v; want the late row and the 10 behind it", sum, err)
+	}
+	e.checkFake()
+}
