@@ -18,17 +18,18 @@ type Observer interface {
 
 // BatchReport describes one batch for an Observer.
 type BatchReport struct {
-	Rows     int // objects in the request
-	Invalid  int // rows kept out by the mapping
-	Created  int // per-row outcomes from the job
-	Updated  int
-	Existing int
-	Rejected int
-	Async    bool   // the API answered 202 and the job was polled
-	Polls    int    // poll requests spent on the job
-	Outcome  string // "complete", "failed", "error"
-	Duration time.Duration
-	Attempts int // job attempts used (1 unless the job failed and was re-sent)
+	Rows      int // objects in the request
+	Invalid   int // rows kept out by the mapping
+	Unchanged int // rows not sent: Micro already has their object (fingerprints)
+	Created   int // per-row outcomes from the job
+	Updated   int
+	Existing  int
+	Rejected  int
+	Async     bool   // the API answered 202 and the job was polled
+	Polls     int    // poll requests spent on the job
+	Outcome   string // "complete", "failed", "error", or "nothing_to_send"
+	Duration  time.Duration
+	Attempts  int // job attempts used (1 unless the job failed and was re-sent)
 }
 
 type nopObserver struct{}

@@ -898,6 +898,10 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	}
 	rep := &f.rep
 	rep.Invalid = len(b.invalid)
+	rep.Unchanged = b.unchanged
+	if len(b.sent) == 0 {
+		rep.Outcome = "nothing_to_send"
+	}
 	for i, r := range f.res {
 		switch {
 		case r.Error != nil:

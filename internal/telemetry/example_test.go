@@ -32,6 +32,7 @@ func ExampleMetrics() {
 	// Output:
 	// prismsync_rows_created_total{sync="people"} 2
 	// prismsync_rows_invalid_total{sync="people"} 0
+	// prismsync_rows_matched_existing_total{sync="people"} 0
 	// prismsync_rows_read_total{sync="people"} 3
 	// prismsync_rows_rejected_total{sync="people"} 0
 	// prismsync_rows_sent_total{sync="people"} 3

@@ -48,6 +48,7 @@ type Metrics struct {
 
 	rowsRead, rowsSent, rowsCreated, rowsUpdated *prometheus.CounterVec
 	rowsUnchanged, rowsInvalid, rowsRejected     *prometheus.CounterVec
+	rowsExisting                                 *prometheus.CounterVec
 	batches, jobs, passes                        *prometheus.CounterVec
 	jobDuration, jobPolls, passDuration          *prometheus.HistogramVec
 	requests, retries                            *prometheus.CounterVec
@@ -105,7 +106,8 @@ func New(opts Options) *Metrics {
 	m.rowsSent = counter("rows_sent_total", "Objects the API confirmed in a complete import job.", "sync")
 	m.rowsCreated = counter("rows_created_total", "Objects the API created.", "sync")
 	m.rowsUpdated = counter("rows_updated_total", "Objects the API updated.", "sync")
-	m.rowsUnchanged = counter("rows_skipped_unchanged_total", "Objects matched on dedupe_by and left as they were.", "sync")
+	m.rowsUnchanged = counter("rows_skipped_unchanged_total", "Rows not sent because Micro already has their object (change fingerprints).", "sync")
+	m.rowsExisting = counter("rows_matched_existing_total", "Objects matched on dedupe_by and left as they were.", "sync")
 	m.rowsInvalid = counter("rows_invalid_total", "Rows the mapping refused (recorded as rejects, not sent).", "sync")
 	m.rowsRejected = counter("rows_rejected_total", "Rows the API refused (recorded as rejects).", "sync")
 	m.batches = counter("batches_total", "Batches by final outcome: complete, failed (job failed on every attempt) or error.", "sync", "outcome")
@@ -200,14 +202,15 @@ func (m *Metrics) BatchDone(sync string, b connector.BatchReport) {
 	if outcome == "" {
 		outcome = "unknown"
 	}
-	m.rowsRead.WithLabelValues(sync).Add(float64(b.Rows + b.Invalid))
+	m.rowsRead.WithLabelValues(sync).Add(float64(b.Rows + b.Invalid + b.Unchanged))
 	m.rowsInvalid.WithLabelValues(sync).Add(float64(b.Invalid))
+	m.rowsUnchanged.WithLabelValues(sync).Add(float64(b.Unchanged))
 	m.batches.WithLabelValues(sync, outcome).Inc()
 	if outcome == "complete" {
 		m.rowsSent.WithLabelValues(sync).Add(float64(b.Rows))
 		m.rowsCreated.WithLabelValues(sync).Add(float64(b.Created))
 		m.rowsUpdated.WithLabelValues(sync).Add(float64(b.Updated))
-		m.rowsUnchanged.WithLabelValues(sync).Add(float64(b.Existing))
+		m.rowsExisting.WithLabelValues(sync).Add(float64(b.Existing))
 		m.rowsRejected.WithLabelValues(sync).Add(float64(b.Rejected))
 	}
 	if b.Rows == 0 {

@@ -100,7 +100,7 @@ func metricValue(mt *dto.Metric) float64 {
 
 func TestBatchAndPassCounters(t *testing.T) {
 	m, c := newMetrics(t, Options{})
-	m.BatchDone("people", connector.BatchReport{Rows: 10, Invalid: 2, Created: 6, Updated: 2, Existing: 1, Rejected: 1,
+	m.BatchDone("people", connector.BatchReport{Rows: 10, Invalid: 2, Unchanged: 7, Created: 6, Updated: 2, Existing: 1, Rejected: 1,
 		Async: true, Polls: 3, Outcome: "complete", Duration: 2 * time.Second, Attempts: 2})
 	m.BatchDone("people", connector.BatchReport{Rows: 5, Created: 5, Outcome: "complete", Duration: time.Second, Attempts: 1})
 	m.BatchDone("people", connector.BatchReport{Rows: 4, Outcome: "error", Attempts: 1})
@@ -117,11 +117,12 @@ func TestBatchAndPassCounters(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{"prismsync_rows_read_total", []string{"sync", "people"}, 10 + 2 + 5 + 4 + 3},
+		{"prismsync_rows_read_total", []string{"sync", "people"}, 10 + 2 + 7 + 5 + 4 + 3},
 		{"prismsync_rows_sent_total", []string{"sync", "people"}, 15},
 		{"prismsync_rows_created_total", []string{"sync", "people"}, 11},
 		{"prismsync_rows_updated_total", []string{"sync", "people"}, 2},
-		{"prismsync_rows_skipped_unchanged_total", []string{"sync", "people"}, 1},
+		{"prismsync_rows_skipped_unchanged_total", []string{"sync", "people"}, 7},
+		{"prismsync_rows_matched_existing_total", []string{"sync", "people"}, 1},
 		{"prismsync_rows_invalid_total", []string{"sync", "people"}, 5},
 		{"prismsync_rows_rejected_total", []string{"sync", "people"}, 1},
 		{"prismsync_rows_updated_total", []string{"sync", "orgs"}, 1},
