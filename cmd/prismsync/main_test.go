@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -117,4 +118,43 @@ func TestOnceExitCodes(t *testing.T) {
 			t.Fatalf("exit %d, want %d (%v)", code, exitUsage, err)
 		}
 	})
+}
+
+// The issue's definition of done: `prismsync once` against the fake with
+// 20,000 rows leaves every row there exactly once and exits 0.
+func TestOnce20000Rows(t *testing.T) {
+	env, fake := onceEnv(t, "right-key")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	// Many rows share each date: keyset paging must split them by id.
+	if _, err := conn.Exec(ctx, `INSERT INTO items SELECT g, 'item ' || g, date '2026-01-01' + g % 97
+		FROM generate_series(251, 20000) g`); err != nil {
+		t.Fatal(err)
+	}
+	env["MICRO_POLL_MIN"] = "10ms"   // the fake finishes jobs at once; do not wait 2 s per poll
+	env["MICRO_RATE_LIMIT"] = "1000" // 400 requests at the real 10/s would take 40 s
+	var stderr bytes.Buffer
+	err = Run(ctx, []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &stderr)
+	if code := exitCode(err); code != exitOK {
+		t.Fatalf("exit %d (%v)\n%s", code, err, stderr.String())
+	}
+	seen := map[string]int{}
+	for _, r := range fake.Records("deal") {
+		seen[fmt.Sprint(r.Properties["ext"])]++
+	}
+	if len(seen) != 20000 {
+		t.Fatalf("fake holds %d distinct rows, want 20000", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Fatalf("row %s is in the fake %d times", id, n)
+		}
+	}
+	if st := fake.Stats(); st.Creates != 20000 {
+		t.Fatalf("fake created %d records, want 20000", st.Creates)
+	}
 }
