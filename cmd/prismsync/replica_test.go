@@ -2,12 +2,16 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prismsync/prismsync/connector/prism/prismtest"
 )
 
 // Two daemons run against one database and one API: every row still
@@ -87,4 +91,72 @@ func tail(path string) string {
 		b = b[len(b)-4000:]
 	}
 	return string(b)
+}
+
+// SIGTERM lets the in-flight batch finish within SHUTDOWN_TIMEOUT; a second
+// signal exits at once, non-zero. The journal keeps the batch either way.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	w := newCrashWorld(t, true, false, 1)
+	w.gate.on.Store(false)
+	arrived := make(chan struct{})
+	var once sync.Once
+	w.fake.InjectFault(prismtest.Fault{Kind: prismtest.FaultHang, Match: func(ri prismtest.RequestInfo) bool {
+		if ri.Kind != prismtest.KindImport {
+			return false
+		}
+		once.Do(func() { close(arrived) })
+		return true
+	}})
+	bin := (&binary{dir: t.TempDir()}).get(t)
+	cmd := exec.Command(bin, "run")
+	cmd.Env = append(w.env, "SHUTDOWN_TIMEOUT=1h")
+	logPath := filepath.Join(w.logDir, "signal.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+
+	select {
+	case <-arrived:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("no import arrived\n%s", tail(logPath))
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		t.Fatalf("exited on the first signal although a batch was in flight and SHUTDOWN_TIMEOUT=1h: %v\n%s", err, tail(logPath))
+	case <-time.After(500 * time.Millisecond): // still draining, as it should
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() == 0 {
+			t.Fatalf("second signal: exit %v, want a non-zero exit", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the second signal did not end the process\n%s", tail(logPath))
+	}
+	var pending int
+	if err := w.pool.QueryRow(context.Background(), `SELECT count(*) FROM prismsync.journal`).Scan(&pending); err != nil {
+		t.Fatal(err)
+	}
+	if pending == 0 {
+		t.Fatal("the interrupted batch is not in the journal")
+	}
 }
