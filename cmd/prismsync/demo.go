@@ -25,8 +25,9 @@ const demoHelp = `Usage: prismsync demo [--rows N]
 Runs prismsync end to end with no configuration: starts a throwaway
 PostgreSQL (initdb in a temp dir; needs the PostgreSQL server package),
 seeds a sample table, serves the in-process fake Micro import API on
-loopback, syncs the table, changes some rows, syncs again, prints a summary
-and removes everything. Nothing leaves this machine.
+loopback, syncs the table, changes some rows, syncs again (twice more: with
+nothing changed, and with only updated_at bumped), prints a summary of each
+pass and removes everything. Nothing leaves this machine.
 `
 
 // demoMapping is the mapping the demo syncs with; it doubles as an example.
@@ -129,7 +130,8 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	sync, _ := mf.Sync("people")
-	sy := &connector.Syncer{Sync: sync, DB: pool, Store: store, API: api, Logger: log}
+	sy := &connector.Syncer{Sync: sync, DB: pool, Store: store, API: api, Logger: log, MaxInflight: 4,
+		Fingerprints: store.(connector.Fingerprints)}
 
 	fmt.Fprintf(stdout, "fake Micro API on http://%s (team %s)\n\n", ln.Addr(), teamID)
 	fmt.Fprintf(stdout, "pass 1: initial sync of %d rows\n", *nrows)
@@ -163,6 +165,17 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 
+	touched := min(50, *nrows)
+	if _, err := pool.Exec(ctx, `UPDATE public.people SET updated_at = now() WHERE id <= $1`, touched); err != nil {
+		return fmt.Errorf("demo: touch rows: %w", err)
+	}
+	fmt.Fprintf(stdout, "\npass 4: updated_at bumped on %d rows, nothing else changed (change fingerprints skip them)\n", touched)
+	sum, err = sy.Once(ctx)
+	printSummary(stdout, sum)
+	if err != nil {
+		return err
+	}
+
 	st := fake.Stats()
 	fmt.Fprintf(stdout, "\nfake API now holds %d organizations; prismsync made %d requests (%d imports, %d polls)\n",
 		len(fake.Records("organization")), st.Requests, st.Imports, st.Polls)
@@ -171,7 +184,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func printSummary(w io.Writer, s connector.Summary) {
-	fmt.Fprintf(w, "  rows read %d · sent %d · created %d · updated %d · unchanged matches %d · invalid %d · rejected %d · batches %d\n",
-		s.Rows, s.Sent, s.Created, s.Updated, s.Existing, s.Invalid, s.Rejected, s.Batches)
+	fmt.Fprintf(w, "  rows read %d · skipped unchanged %d · sent %d · created %d · updated %d · invalid %d · rejected %d · batches %d\n",
+		s.Rows, s.Unchanged, s.Sent, s.Created, s.Updated, s.Invalid, s.Rejected, s.Batches)
 	fmt.Fprintf(w, "  checkpoint %s · %s\n", positionText(s), s.Duration.Round(time.Millisecond))
 }
