@@ -45,7 +45,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stderr: stderr}
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
-		return nil, err
+		return nil, &usageError{err}
 	}
 	for _, s := range mf.Syncs {
 		if s.Schedule == "" {
@@ -74,6 +74,16 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		MaxPollInterval: cfg.PollMax,
 		Logger:          a.log,
 		UserAgent:       "prismsync/" + version(),
+		// Every attempt counts against the monthly quota, polls included,
+		// and feeds the request metrics once the ops side is started.
+		OnRequest: func(ri prism.RequestInfo) {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			a.budget.Record(rctx, 1)
+			if f := a.onRequest; f != nil {
+				f(ri)
+			}
+		},
 	})
 	if err != nil {
 		a.close()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/lmittmann/tint"
+	"github.com/robfig/cron/v3"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -99,6 +100,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	case "auto", "text", "json":
 	default:
 		problems = append(problems, fmt.Sprintf("LOG_FORMAT %q: want auto, text or json", cfg.LogFormat))
+	}
+	if _, err := cron.ParseStandard(cfg.Schedule); err != nil {
+		problems = append(problems, fmt.Sprintf("SYNC_SCHEDULE %q: %v", cfg.Schedule, err))
 	}
 	if cfg.MaxInflight < 1 {
 		problems = append(problems, "MAX_INFLIGHT must be at least 1")

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector/prism/prismtest"
 	"github.com/prismsync/prismsync/internal/pgtest"
 )
@@ -156,5 +159,44 @@ func TestOnce20000Rows(t *testing.T) {
 	}
 	if st := fake.Stats(); st.Creates != 20000 {
 		t.Fatalf("fake created %d records, want 20000", st.Creates)
+	}
+}
+
+// Every request once makes is counted in the store for the monthly budget
+// (and `status`), polls included.
+func TestOnceCountsRequestsInTheStore(t *testing.T) {
+	ctx := context.Background()
+	env, fake := onceEnv(t, "right-key")
+	env["MICRO_POLL_MIN"] = "10ms"
+	if err := Run(ctx, []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := checkpoint.Open(ctx, "postgres", env["DATABASE_URL"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	n, err := store.Requests(ctx, time.Now().UTC().Format("2006-01"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fake.Stats().Requests; n != want || n == 0 {
+		t.Fatalf("store counted %d requests this month, the API saw %d", n, want)
+	}
+}
+
+func TestBadConfigurationExitsTwo(t *testing.T) {
+	ctx := context.Background()
+	env, _ := onceEnv(t, "right-key")
+	for name, change := range map[string]func(map[string]string){
+		"missing mapping file": func(e map[string]string) { e["MAPPING_FILE"] = "/nonexistent/mapping.yaml" },
+		"bad schedule":         func(e map[string]string) { e["SYNC_SCHEDULE"] = "every tuesday" },
+	} {
+		e := maps.Clone(env)
+		change(e)
+		err := Run(ctx, []string{"once"}, envconfig.MapLookuper(e), &bytes.Buffer{}, &bytes.Buffer{})
+		if code := exitCode(err); code != exitUsage {
+			t.Errorf("%s: exit %d (%v), want %d", name, code, err, exitUsage)
+		}
 	}
 }

@@ -69,7 +69,7 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	}
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	syncs, err := selectSyncs(mf.Syncs, *name)
 	if err != nil {

@@ -102,7 +102,7 @@ func New(opts Options) *Metrics {
 		return h
 	}
 
-	m.rowsRead = counter("rows_read_total", "Rows read from the source (sent plus invalid).", "sync")
+	m.rowsRead = counter("rows_read_total", "Rows read from the source (sent, invalid and skipped unchanged).", "sync")
 	m.rowsSent = counter("rows_sent_total", "Objects the API confirmed in a complete import job.", "sync")
 	m.rowsCreated = counter("rows_created_total", "Objects the API created.", "sync")
 	m.rowsUpdated = counter("rows_updated_total", "Objects the API updated.", "sync")
