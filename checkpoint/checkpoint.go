@@ -215,6 +215,18 @@ func Open(ctx context.Context, spec string, dsn string) (Store, error) {
 	}
 }
 
+// RejectOwner is the sync whose rejects a commit under name records and
+// resolves. A state name of the form SYNC~PURPOSE (a backfill's own
+// position, "people~backfill") is not a sync of its own: its rejects belong
+// to SYNC, so that they show up in, and are retried with, SYNC's rejects,
+// and outlive the backfill's position. Mapping sync names cannot contain "~".
+func RejectOwner(name string) string {
+	if i := strings.IndexByte(name, '~'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
 // checkSync rejects an empty sync name, which Rejects and CountRejects
 // reserve for "all syncs".
 func checkSync(sync string) error {

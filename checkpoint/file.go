@@ -572,7 +572,8 @@ func (s *FileStore) Commit(ctx context.Context, sync, key string, to Position, f
 		if len(resolved) == 0 && len(rejects) == 0 {
 			return nil
 		}
-		m := maps.Clone(st.rejects[sync])
+		owner := RejectOwner(sync)
+		m := maps.Clone(st.rejects[owner])
 		if m == nil {
 			m = map[string]fileReject{}
 		}
@@ -597,9 +598,9 @@ func (s *FileStore) Commit(ctx context.Context, sync, key string, to Position, f
 			m[k] = fr
 		}
 		if len(m) == 0 {
-			delete(st.rejects, sync)
+			delete(st.rejects, owner)
 		} else {
-			st.rejects[sync] = m
+			st.rejects[owner] = m
 		}
 		return nil
 	})

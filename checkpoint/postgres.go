@@ -378,7 +378,7 @@ func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fin
 			return fmt.Errorf("checkpoint: commit sync %q: %w", sync, err)
 		}
 		b.Queue(`DELETE FROM prismsync.rejects WHERE sync = $1
-			AND to_jsonb(row_key) IN (SELECT jsonb_array_elements($2::jsonb))`, sync, string(keys))
+			AND to_jsonb(row_key) IN (SELECT jsonb_array_elements($2::jsonb))`, RejectOwner(sync), string(keys))
 	}
 	for _, r := range rejects {
 		first, last := now, now
@@ -393,7 +393,7 @@ func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fin
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (sync, row_key) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
 				payload = EXCLUDED.payload, attempts = r.attempts + 1, last_seen = EXCLUDED.last_seen`,
-			sync, pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last)
+			RejectOwner(sync), pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last)
 	}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()

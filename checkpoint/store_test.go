@@ -596,6 +596,26 @@ func testStore(t *testing.T, h harness) {
 		}
 	})
 
+	// A backfill commits under "SYNC~backfill": its rejects belong to SYNC,
+	// it resolves SYNC's rejects, and forgetting its position keeps them.
+	t.Run("StateNameRejectsBelongToTheSync", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		must(t, s.Commit(ctx, "orgs", "a", pos("1"), "fp", []Reject{{RowKey: []string{"1"}, Code: "live"}}, nil))
+		must(t, s.Commit(ctx, "orgs~backfill", "b", pos("2"), "fp", []Reject{{RowKey: []string{"2"}, Code: "backfill"}}, [][]string{{"1"}}))
+		must(t, s.Forget(ctx, "orgs~backfill"))
+		rs, err := s.Rejects(ctx, "orgs", 0)
+		must(t, err)
+		if len(rs) != 1 || rs[0].Code != "backfill" || rs[0].Sync != "orgs" {
+			t.Fatalf("rejects of orgs = %+v, want only the backfill's row 2 (row 1 resolved by it)", rs)
+		}
+		if n, err := s.CountRejects(ctx, "orgs~backfill"); err != nil || n != 0 {
+			t.Fatalf("rejects under the state name: %d, %v", n, err)
+		}
+		if st, err := s.Load(ctx, "orgs"); err != nil || !st.Position.Equal(pos("1")) {
+			t.Fatalf("live position %+v, %v: the backfill must not move it", st.Position, err)
+		}
+	})
+
 	t.Run("UnsupportedVersion", func(t *testing.T) {
 		loc := h.newLoc(t)
 		s, err := h.open(t, loc)

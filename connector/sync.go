@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/prismsync/prismsync/checkpoint"
@@ -58,6 +59,10 @@ type Fingerprints interface {
 	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
 }
 
+// ErrHeldBack ends a one-shot pass that could read nothing because a
+// transaction that might still commit rows behind the checkpoint is open.
+var ErrHeldBack = errors.New("rows held back by an open transaction")
+
 // ErrBudgetExhausted ends a pass when the month's request budget is spent.
 // Unsent rows stay in the database; nothing is lost.
 var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or MICRO_MONTHLY_REQUESTS is raised")
@@ -88,6 +93,18 @@ type Syncer struct {
 	// From and To bound the cursor (inclusive, as PostgreSQL text) for a
 	// backfill; "" = unbounded.
 	From, To string
+
+	// GuardWait is how long a pass over a non-timestamp cursor waits for
+	// transactions open at its start to end when it knows no safe bound
+	// yet (a fresh process). 0, the daemon's choice, reads nothing this
+	// pass instead; once and backfill wait, then fail with ErrHeldBack.
+	GuardWait time.Duration
+
+	// KeyNonce, when set, goes into every new batch's idempotency key: a
+	// backfill or a retry re-sends rows that may have been sent with the
+	// same body from the same position before, and must not get Micro's
+	// stored answer to that earlier request (or a stale-key 409).
+	KeyNonce string
 
 	// MaxInflight is how many batches may be sent and not yet committed at
 	// once (default 1). Reading and encoding the next batch overlaps with
@@ -220,6 +237,14 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 		sum.HorizonLag = h.lag
 	} else {
 		bound, known, err := s.guard.cap(ctx, s.DB, src)
+		// A fresh process has no marks yet: with a transaction open, wait
+		// (GuardWait) for it to end rather than read nothing.
+		for deadline := time.Now().Add(s.GuardWait); err == nil && known && bound == "" && time.Now().Before(deadline); {
+			if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
+				return err
+			}
+			bound, known, err = s.guard.cap(ctx, s.DB, src)
+		}
 		if err != nil {
 			return err
 		}
@@ -228,7 +253,10 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); rows committed late behind the checkpoint can be missed")
 			})
 		} else if bound == "" {
-			return nil // nothing is known to be final yet: a transaction is still open
+			if s.GuardWait > 0 {
+				return fmt.Errorf("%w: waited %s for transactions that were open when this pass began (see pg_stat_activity); nothing was read", ErrHeldBack, s.GuardWait)
+			}
+			return nil // nothing is known to be final yet: the next pass reads it
 		} else {
 			w.Cap = bound
 		}
@@ -243,6 +271,9 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 // position. Keys of rows that no longer exist are ignored. The caller must
 // hold the sync's lease so that no pass moves the checkpoint meanwhile.
 func (s *Syncer) Retry(ctx context.Context, keys [][]string) (Summary, error) {
+	if s.KeyNonce == "" {
+		s.KeyNonce = uuid.NewString() // a deliberate resend: never Micro's stored answer
+	}
 	start := time.Now()
 	sum := Summary{Sync: s.Sync.Name}
 	err := s.retry(ctx, keys, &sum)
@@ -680,7 +711,7 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 			UpdateExisting:  t.UpdateExisting,
 			ListID:          t.ListID,
 		})
-		b.Key = prism.IdempotencyKey(s.name(), positionString(from), b.Body, b.Attempt)
+		b.Key = s.batchKey(from, b.Body, b.Attempt)
 	}
 	return b
 }
@@ -739,6 +770,19 @@ func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	return pv, nil
 }
 
+// batchKey is a batch's Idempotency-Key: deterministic in the sync (state)
+// name, the start position, the exact body and the attempt, so a resend
+// after a crash is recognised. KeyNonce makes deliberate resends of the
+// same rows (backfill, rejects --retry) distinct from earlier ones: their
+// keys, once used, are journaled, so a crash still replays them.
+func (s *Syncer) batchKey(from checkpoint.Position, body []byte, attempt int) string {
+	start := positionString(from)
+	if s.KeyNonce != "" {
+		start += "|" + s.KeyNonce
+	}
+	return prism.IdempotencyKey(s.name(), start, body, attempt)
+}
+
 func rowErrorCode(err error) string {
 	var re *mapping.RowError
 	if errors.As(err, &re) && re.Code != "" {
@@ -790,8 +834,10 @@ func (s *Syncer) send(ctx context.Context, b *checkpoint.Batch) ([]prism.Result,
 		if !retry || err == nil {
 			return res, rep, err
 		}
-		if b.Attempt >= maxAttempts {
-			return nil, rep, fmt.Errorf("batch starting after %s did not complete in %d attempts; giving up for this pass (the journal keeps it; the next pass starts from it): %w", positionString(b.From), b.Attempt, err)
+		// Counted per pass: the journal's attempt number keeps growing
+		// across passes so that each pass's resend gets a fresh key.
+		if rep.Attempts >= maxAttempts {
+			return nil, rep, fmt.Errorf("batch starting after %s did not complete in %d attempts; giving up for this pass (the journal keeps it; the next pass starts from it): %w", positionString(b.From), rep.Attempts, err)
 		}
 		s.logger().Warn("import job did not complete; re-sending under a new attempt", "attempt", b.Attempt+1, "err", err)
 		if err := s.sleep(ctx, s.retryDelay()); err != nil {
@@ -840,7 +886,7 @@ func (s *Syncer) outcome(b checkpoint.Batch, job *prism.Job, err error) (res []p
 func (s *Syncer) nextAttempt(ctx context.Context, b *checkpoint.Batch) error {
 	next := *b
 	next.Attempt++
-	next.Key = prism.IdempotencyKey(b.Sync, positionString(b.From), b.Body, next.Attempt)
+	next.Key = s.batchKey(b.From, b.Body, next.Attempt)
 	next.JobID = ""
 	if err := s.Store.Journal(ctx, next); err != nil {
 		return fmt.Errorf("journal batch: %w", err)

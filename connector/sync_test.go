@@ -767,6 +767,13 @@ func TestLateCommitIntegerCursor(t *testing.T) {
 	if sum.Rows != 0 {
 		t.Fatalf("pass read %d rows numbered after the open transaction's; the guard should hold them back", sum.Rows)
 	}
+	// A one-shot run in a fresh process (no marks) waits, then says why it
+	// read nothing instead of exiting successfully.
+	oneShot := e.syncer(m)
+	oneShot.GuardWait, oneShot.Sleep = 300*time.Millisecond, nil
+	if _, err := oneShot.Once(ctx); !errors.Is(err, connector.ErrHeldBack) {
+		t.Fatalf("one-shot pass with a transaction open: %v, want ErrHeldBack", err)
+	}
 	if err := late.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}

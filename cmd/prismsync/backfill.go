@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 
@@ -65,6 +66,10 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	sy := a.syncer(syncs[0])
 	sy.StateName = *name + "~backfill"
 	sy.From, sy.To = *from, *to
+	// A backfill re-sends rows on purpose: a fresh key per run, so an
+	// identical earlier backfill's stored answers are not replayed.
+	sy.KeyNonce = uuid.NewString()
+	sy.GuardWait = 30 * time.Second
 	sy.Force = *force
 	if *restart {
 		if err := a.store.Forget(ctx, sy.StateName); err != nil {

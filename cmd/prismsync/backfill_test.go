@@ -57,6 +57,16 @@ func TestBackfillKeepsLiveCheckpoint(t *testing.T) {
 	if !strings.Contains(out.String(), "backfill of items done") {
 		t.Errorf("no completion line: %q", out.String())
 	}
+
+	// The same forced backfill again: a deliberate resend, so Micro must
+	// apply it again rather than replay its stored answers.
+	sent := fake.Stats().Rows
+	if err := Run(ctx, []string{"backfill", "--sync", "items", "--from", "2026-03-01", "--force", "--yes"}, lookup, &bytes.Buffer{}, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if st := fake.Stats(); st.Rows-sent != 250-58 || st.Replays != 0 {
+		t.Fatalf("second backfill: %d objects applied, %d replays; want %d applied, no replay", st.Rows-sent, st.Replays, 250-58)
+	}
 	if n := len(fake.Records("deal")); n != 250 {
 		t.Fatalf("fake holds %d deals after backfill, want 250 (dedupe_by matched, no new records)", n)
 	}

@@ -53,7 +53,9 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 	defer stopOps()
 	var failed []error
 	for _, s := range syncs {
-		sum, held, err := a.runPass(ctx, a.syncer(s))
+		sy := a.syncer(s)
+		sy.GuardWait = 30 * time.Second // a one-shot run must not exit 0 having read nothing
+		sum, held, err := a.runPass(ctx, sy)
 		if !held && err == nil {
 			err = fmt.Errorf("sync %s is being run by another prismsync process right now; try again later", s.Name)
 		}
