@@ -19,5 +19,5 @@
 // the parser keeps the position of every source node.
 //
 // The complete user reference (every key, the type encoding table, transforms
-// and defaults) lives in docs/mapping.md.
+// and defaults) lives in the README's "Mapping reference".
 package mapping

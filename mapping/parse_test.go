@@ -219,7 +219,7 @@ func TestFingerprint(t *testing.T) {
 	}
 }
 
-// TestDocsExample keeps the example in docs/mapping.md honest: the YAML there
+// TestDocsExample keeps the example in the README's mapping reference honest: the YAML there
 // is testdata/example.yaml and the JSON line below is quoted in the docs.
 func TestDocsExample(t *testing.T) {
 	f, err := Load("testdata/example.yaml")
@@ -243,12 +243,12 @@ func TestDocsExample(t *testing.T) {
 	if dedupe != "42" {
 		t.Errorf("dedupe = %q", dedupe)
 	}
-	doc, err := os.ReadFile("../docs/mapping.md")
+	doc, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Skipf("docs not found: %v", err)
 	}
 	if !strings.Contains(string(doc), want) || !strings.Contains(string(doc), string(mustRead(t, "testdata/example.yaml"))) {
-		t.Error("docs/mapping.md no longer shows testdata/example.yaml and its output")
+		t.Error("README.md no longer shows testdata/example.yaml and its output")
 	}
 }
 
