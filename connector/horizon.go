@@ -17,6 +17,16 @@ import (
 // has been committed (or rolled back) already, so nothing can appear behind
 // the checkpoint later.
 
+// Both guards need the start of the oldest transaction other sessions have
+// open in this database, and whether this role may see it at all.
+const (
+	oldestOpenXactSQL = `(SELECT min(xact_start) FROM pg_stat_activity
+		WHERE datname = current_database() AND backend_type = 'client backend'
+		  AND xact_start IS NOT NULL AND pid <> pg_backend_pid())`
+	canSeeOthersSQL = `(pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
+		OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`
+)
+
 // horizon is the upper cursor bound of one pass.
 type horizon struct {
 	until string        // timestamptz text: read cursor < until
@@ -33,12 +43,9 @@ func commitHorizon(ctx context.Context, pool *pgxpool.Pool, lag time.Duration) (
 	var lagSecs float64
 	err := pool.QueryRow(ctx, `
 		WITH oldest AS (
-			SELECT min(xact_start) AS t FROM pg_stat_activity
-			WHERE datname = current_database() AND backend_type = 'client backend'
-			  AND xact_start IS NOT NULL AND pid <> pg_backend_pid()
+			SELECT `+oldestOpenXactSQL+` AS t
 		), visible AS (
-			SELECT pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
-			    OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) AS ok
+			SELECT `+canSeeOthersSQL+` AS ok
 		), bound AS (
 			SELECT CASE WHEN visible.ok THEN least(coalesce(oldest.t, now()), now() - $1::interval)
 			            ELSE now() - $1::interval END AS u, visible.ok
@@ -85,12 +92,7 @@ func (g *valueGuard) cap(ctx context.Context, pool *pgxpool.Pool, src *Source) (
 	var oldest *time.Time
 	err = pool.QueryRow(ctx, `
 		SELECT (SELECT max(`+src.ordering[0]+`)::text FROM `+src.from+`),
-		       clock_timestamp(),
-		       (SELECT min(xact_start) FROM pg_stat_activity
-		        WHERE datname = current_database() AND backend_type = 'client backend'
-		          AND xact_start IS NOT NULL AND pid <> pg_backend_pid()),
-		       pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')
-		           OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)`,
+		       clock_timestamp(), `+oldestOpenXactSQL+`, `+canSeeOthersSQL,
 	).Scan(&maxCursor, &m.at, &oldest, &known)
 	if err != nil {
 		return "", false, fmt.Errorf("cursor guard: %w", err)

@@ -126,53 +126,69 @@ type Position = checkpoint.Position
 // READ ONLY transaction. Rows whose cursor is NULL are never read (they cannot
 // be ordered); `prismsync validate` warns about nullable cursors.
 func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
-	var where []string
-	var args []any
+	from, where, args, err := s.window(w)
+	if err != nil {
+		return nil, err
+	}
+	args = append(args, w.Limit)
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
+		s.selectList, from, where, strings.Join(s.ordering, ", "), len(args))
+	return s.read(ctx, sql, args, w.Limit)
+}
+
+// Count counts the rows of a window (its Limit is ignored), for a
+// backfill's progress estimate.
+func (s *Source) Count(ctx context.Context, w Window) (int64, error) {
+	from, where, args, err := s.window(w)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	if err := s.pool.QueryRow(ctx, "SELECT count(*) FROM "+from+" WHERE "+where, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count rows: %w", err)
+	}
+	return n, nil
+}
+
+// window turns a Window into a FROM item and a WHERE condition with its
+// parameters, cast from text to the key and cursor column types.
+func (s *Source) window(w Window) (from, where string, args []any, err error) {
+	var conds []string
 	param := func(v any, typ string) string {
 		args = append(args, v)
 		return fmt.Sprintf("$%d::text::%s", len(args), typ)
 	}
-	tuple := func(p Position) (string, error) {
+	cursor := s.ordering[0]
+	conds = append(conds, cursor+" IS NOT NULL")
+	if !w.After.IsZero() {
+		p := w.After
 		if len(p.Key) != len(s.types)-1 {
-			return "", fmt.Errorf("checkpoint has %d key values but the mapping's key has %d columns; was the key changed? (run a backfill to start over)", len(p.Key), len(s.types)-1)
+			return "", "", nil, fmt.Errorf("checkpoint has %d key values but the mapping's key has %d columns; was the key changed? (run a backfill to start over)", len(p.Key), len(s.types)-1)
 		}
 		ps := []string{param(p.Cursor, s.types[0])}
 		for i, k := range p.Key {
 			ps = append(ps, param(k, s.types[i+1]))
 		}
-		return "(" + strings.Join(ps, ", ") + ")", nil
-	}
-	order := strings.Join(s.ordering, ", ")
-	where = append(where, s.ordering[0]+" IS NOT NULL")
-	if !w.After.IsZero() {
-		t, err := tuple(w.After)
-		if err != nil {
-			return nil, err
-		}
-		where = append(where, "("+order+") > "+t)
+		conds = append(conds, "("+strings.Join(s.ordering, ", ")+") > ("+strings.Join(ps, ", ")+")")
 	} else if w.From != "" {
-		where = append(where, s.ordering[0]+" >= "+param(w.From, s.types[0]))
+		conds = append(conds, cursor+" >= "+param(w.From, s.types[0]))
 	}
 	if w.To != "" {
-		where = append(where, s.ordering[0]+" <= "+param(w.To, s.types[0]))
+		conds = append(conds, cursor+" <= "+param(w.To, s.types[0]))
 	}
 	if w.Cap != "" {
-		where = append(where, s.ordering[0]+" <= "+param(w.Cap, s.types[0]))
+		conds = append(conds, cursor+" <= "+param(w.Cap, s.types[0]))
 	}
 	if w.Until != "" {
 		// The horizon is a timestamptz; a timestamp cursor compares with
 		// it in UTC, the session time zone.
-		where = append(where, s.ordering[0]+" < "+param(w.Until, "timestamptz"))
+		conds = append(conds, cursor+" < "+param(w.Until, "timestamptz"))
 	}
-	from := s.from
+	from = s.from
 	if w.Where != "" {
 		from = "(SELECT * FROM " + s.from + " WHERE (" + w.Where + ")) AS src"
 	}
-	args = append(args, w.Limit)
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
-		s.selectList, from, strings.Join(where, " AND "), order, len(args))
-
-	return s.read(ctx, sql, args, w.Limit)
+	return from, strings.Join(conds, " AND "), args, nil
 }
 
 // ByKeys reads the rows with the given keys (rows that no longer exist are

@@ -208,13 +208,9 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 		return err
 	}
 
-	src, err := NewSource(ctx, s.DB, s.Sync)
+	src, enc, err := s.open(ctx)
 	if err != nil {
-		return &PermanentError{err}
-	}
-	enc, err := s.Sync.Compile(src.Fields())
-	if err != nil {
-		return &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+		return err
 	}
 	w := Window{After: sum.Position, From: s.From, To: s.To}
 	if src.TimeCursor() {
@@ -293,13 +289,9 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 	if err != nil {
 		return fmt.Errorf("load checkpoint: %w", err)
 	}
-	src, err := NewSource(ctx, s.DB, s.Sync)
+	src, enc, err := s.open(ctx)
 	if err != nil {
-		return &PermanentError{err}
-	}
-	enc, err := s.Sync.Compile(src.Fields())
-	if err != nil {
-		return &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+		return err
 	}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: 1}
 	for len(keys) > 0 {
@@ -359,6 +351,20 @@ func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) err
 		sum.Resumed++
 	}
 	return nil
+}
+
+// open describes the source and compiles the mapping against it. Both fail
+// only on configuration the operator must fix, hence PermanentError.
+func (s *Syncer) open(ctx context.Context) (*Source, *mapping.Encoder, error) {
+	src, err := NewSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return nil, nil, &PermanentError{err}
+	}
+	enc, err := s.Sync.Compile(src.Fields())
+	if err != nil {
+		return nil, nil, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+	}
+	return src, enc, nil
 }
 
 // flight is one batch on its way: sent by its own goroutine, committed in
@@ -507,19 +513,26 @@ func (p *pipeline) commitHead(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if f.err != nil && prism.IsTooLarge(f.err) && len(f.batch.sent) > 1 {
-		if err := p.bisect(ctx, f); err != nil {
-			return err
-		}
-	} else if f.err != nil {
-		p.s.observer().BatchDone(p.s.Sync.Name, f.rep)
-		return f.err
-	} else if err := p.s.commit(ctx, f, p.fp, p.sum); err != nil {
+	if err := p.finish(ctx, f); err != nil {
 		return err
 	}
 	p.queue = p.queue[1:]
 	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
 	return p.s.checkRejectShare(p.sum)
+}
+
+// finish settles a batch whose send has ended: a body the API found too
+// large is split and re-sent, a failure ends the pass, a success commits.
+func (p *pipeline) finish(ctx context.Context, f *flight) error {
+	switch {
+	case f.err != nil && prism.IsTooLarge(f.err) && len(f.batch.sent) > 1:
+		return p.bisect(ctx, f)
+	case f.err != nil:
+		p.s.observer().BatchDone(p.s.Sync.Name, f.rep)
+		return f.err
+	default:
+		return p.s.commit(ctx, f, p.fp, p.sum)
+	}
 }
 
 // checkRejectShare fails the pass when too many of its rows were rejected.
@@ -566,13 +579,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 		sf := &flight{batch: sub, done: make(chan struct{})}
 		sf.res, sf.rep, sf.err = s.send(ctx, &sf.batch.Batch)
 		close(sf.done)
-		if sf.err != nil && prism.IsTooLarge(sf.err) && len(sub.sent) > 1 {
-			if err := p.bisect(ctx, sf); err != nil {
-				return err
-			}
-		} else if sf.err != nil {
-			return sf.err
-		} else if err := s.commit(ctx, sf, p.fp, p.sum); err != nil {
+		if err := p.finish(ctx, sf); err != nil {
 			return err
 		}
 		from = sub.To
@@ -741,13 +748,9 @@ type RowWarning struct {
 // sync's batch_size. It takes no lease and changes nothing.
 func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	var pv Preview
-	src, err := NewSource(ctx, s.DB, s.Sync)
+	src, enc, err := s.open(ctx)
 	if err != nil {
-		return pv, &PermanentError{err}
-	}
-	enc, err := s.Sync.Compile(src.Fields())
-	if err != nil {
-		return pv, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+		return pv, err
 	}
 	rows, err := src.Page(ctx, w)
 	if err != nil {
