@@ -123,12 +123,9 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 // turned them off.
 func (a *app) fingerprints() connector.Fingerprints {
 	if !a.cfg.Fingerprints {
-		return nil
+		return nil // a nil interface, not a nil store: the engine checks for nil
 	}
-	if fp, ok := a.store.(connector.Fingerprints); ok {
-		return fp
-	}
-	return nil
+	return a.store
 }
 
 // runPass runs one pass of sy under its lease, so that two replicas never

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
@@ -114,26 +113,12 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 // estimateRows counts the rows a backfill will read, for progress and the
 // confirmation prompt.
 func estimateRows(ctx context.Context, a *app, sy *connector.Syncer) (int64, error) {
-	src := sy.Sync.Source
-	from := "(" + strings.TrimRight(strings.TrimSpace(src.Query), ";") + ") AS src"
-	if src.Query == "" {
-		from = pgx.Identifier(strings.Split(src.Table, ".")).Sanitize() + " AS src"
+	src, err := connector.NewSource(ctx, a.pool, sy.Sync)
+	if err != nil {
+		return 0, fmt.Errorf("estimate rows: %w", err)
 	}
-	cur := "src." + pgx.Identifier{src.Cursor}.Sanitize()
-	sql := "SELECT count(*) FROM " + from + " WHERE " + cur + " IS NOT NULL"
-	var args []any
-	if sy.From != "" {
-		args = append(args, sy.From)
-		sql += fmt.Sprintf(" AND %s::text >= $%d", cur, len(args))
-	}
-	var n int64
-	// Comparing as text is only an estimate for bounds; the backfill itself
-	// compares typed values.
-	if sy.To != "" {
-		args = append(args, sy.To)
-		sql += fmt.Sprintf(" AND %s::text <= $%d", cur, len(args))
-	}
-	if err := a.pool.QueryRow(ctx, sql, args...).Scan(&n); err != nil {
+	n, err := src.Count(ctx, connector.Window{From: sy.From, To: sy.To})
+	if err != nil {
 		return 0, fmt.Errorf("estimate rows: %w", err)
 	}
 	return n, nil

@@ -131,7 +131,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	sync, _ := mf.Sync("people")
 	sy := &connector.Syncer{Sync: sync, DB: pool, Store: store, API: api, Logger: log, MaxInflight: 4,
-		Fingerprints: store.(connector.Fingerprints)}
+		Fingerprints: store}
 
 	fmt.Fprintf(stdout, "fake Micro API on http://%s (team %s)\n\n", ln.Addr(), teamID)
 	fmt.Fprintf(stdout, "pass 1: initial sync of %d rows\n", *nrows)
