@@ -118,6 +118,7 @@ type Client struct {
 	mu       sync.Mutex
 	inFlight map[string]struct{} // idempotency keys being sent
 	perRow   float64             // learned async job duration per row, in seconds (0: none yet)
+	exact    bool                // perRow comes from the server's own job timestamps
 }
 
 var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
@@ -276,13 +277,15 @@ func (c *Client) Import(ctx context.Context, object, idempotencyKey string, body
 	defer c.releaseKey(idempotencyKey)
 
 	u := c.endpoint("v2", "prism", c.teamID, object, "import")
-	start := c.cfg.Now()
 	resp, err := c.do(ctx, opImport, http.MethodPost, u, body, idempotencyKey)
 	if err != nil {
 		return nil, err
 	}
 	j := resp.job
-	j.submittedAt = start
+	// Wait schedules its first poll from here, so job durations are
+	// learned from here too: timing them from before the POST would add
+	// the upload to every sample and keep first polls late for good.
+	j.acceptedAt = c.cfg.Now()
 	if !j.Terminal() && j.ID == "" {
 		// The body is preferred, but Location is the documented pointer.
 		j.ID = jobIDFromLocation(resp.header.Get("Location"))
@@ -388,8 +391,8 @@ func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 		}
 		cur.Polls = polls
 		if cur.Terminal() {
-			cur.submittedAt = job.submittedAt
-			c.learn(job, pollAt, first)
+			cur.acceptedAt = job.acceptedAt
+			c.learn(job, cur.ran, pollAt, first)
 			c.log.DebugContext(ctx, "prism: import job finished", "job_id", cur.ID, "status", cur.Status, "polls", polls)
 			return cur, nil
 		}
@@ -428,16 +431,24 @@ func (c *Client) firstPollDelay(job *Job) (d time.Duration, learned bool) {
 
 // learn keeps a moving average of how long async jobs take per row, so
 // that first polls land when a job is likely done: every poll counts against
-// the monthly quota. pollAt, when the poll that found the job finished was
-// sent, is an upper bound of its duration (the poll's own round trip is not
-// the job's); when the first poll already found it finished, the sample is
+// the monthly quota, and every poll that comes late holds a slot of the
+// pipeline idle.
+//
+// ran, the server's own created_at..updated_at, is exact: it is used with a
+// 2% margin so that a job of the same size is polled just after it ends.
+// Without it, pollAt (when the poll that found the job finished was sent)
+// is an upper bound of the duration (the poll's own round trip is not the
+// job's); when the first poll already found it finished, the sample is
 // shaded down by 10% so the estimate comes down when jobs get faster.
-func (c *Client) learn(job *Job, pollAt time.Time, firstPollHit bool) {
-	if job.submittedAt.IsZero() || job.Total <= 0 {
+func (c *Client) learn(job *Job, ran time.Duration, pollAt time.Time, firstPollHit bool) {
+	if job.acceptedAt.IsZero() || job.Total <= 0 {
 		return
 	}
-	took := pollAt.Sub(job.submittedAt)
-	if firstPollHit {
+	took := pollAt.Sub(job.acceptedAt)
+	switch {
+	case ran > 0:
+		took = ran + ran/50
+	case firstPollHit:
 		took = took * 9 / 10
 	}
 	if took <= 0 {
@@ -446,8 +457,10 @@ func (c *Client) learn(job *Job, pollAt time.Time, firstPollHit bool) {
 	sample := took.Seconds() / float64(job.Total)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.perRow == 0 {
-		c.perRow = sample
+	if c.perRow == 0 || (ran > 0 && !c.exact) {
+		// The first exact sample replaces the estimates that poll timing
+		// only bounded.
+		c.perRow, c.exact = sample, ran > 0
 	} else {
 		c.perRow = (c.perRow + sample) / 2
 	}

@@ -193,6 +193,49 @@ func TestImportAsyncLocationOnlyAndLearning(t *testing.T) {
 	}
 }
 
+// With sub-second created_at/updated_at on a finished job, the next job's
+// first poll comes at the server's own duration (plus 2%), however late the
+// poll that found the first one done; whole-second stamps are ignored.
+func TestLearningFromServerTimestamps(t *testing.T) {
+	stamps := func(created, updated string) string {
+		return `,"created_at":"` + created + `","updated_at":"` + updated + `"`
+	}
+	s := newServer(t,
+		reply(202, `{"job_id":"a","status":"processing","total":100}`),
+		reply(200, `{"job_id":"a","status":"processing","total":100}`),
+		reply(200, `{"job_id":"a","status":"complete","total":0`+stamps("2026-01-01T00:00:00.250Z", "2026-01-01T00:00:01.750Z")+`}`),
+		reply(202, `{"job_id":"b","status":"processing","total":200}`),
+		reply(200, `{"job_id":"b","status":"complete","total":0`+stamps("2026-01-01T00:00:00Z", "2026-01-01T00:00:09Z")+`}`),
+		reply(202, `{"job_id":"c","status":"processing","total":100}`),
+		reply(200, `{"job_id":"c","status":"complete","total":0}`),
+	)
+	c, clk, _ := newTestClient(t, s, func(cfg *Config) { cfg.FirstPoll = time.Second; cfg.MaxPollInterval = 30 * time.Second })
+	ctx := context.Background()
+	for _, key := range []string{"k1", "k2", "k3"} {
+		job, err := c.Import(ctx, "contact", key, testBody())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Job a: unknown yet, so 1s, then 2s (found done 3s in, though it ran
+	// 1.5s). Job b (200 rows): 2 × 1.53s. Its whole-second stamps say 9s but
+	// are not used: the poll found it done at once, so job c (100 rows)
+	// waits (1.53s + 0.9 × 3.06s/2)/2.
+	want := []time.Duration{time.Second, 2 * time.Second, 3060 * time.Millisecond, 1454 * time.Millisecond}
+	got := clk.Sleeps()
+	if len(got) != len(want) {
+		t.Fatalf("sleeps = %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("sleep %d = %v, want %v (all: %v)", i, got[i], want[i], got)
+		}
+	}
+}
+
 func TestRetries(t *testing.T) {
 	clkStart := newFakeClock().Now()
 	tests := []struct {

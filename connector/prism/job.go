@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -40,8 +41,12 @@ type Job struct {
 	// RequestID of the response that produced this Job, for support.
 	RequestID string
 
-	submittedAt time.Time     // when Import sent it; used to learn job durations
-	pollHint    time.Duration // Retry-After on a 202, if the server sent one
+	acceptedAt time.Time     // when Import got the 202; used to learn job durations
+	pollHint   time.Duration // Retry-After on a 202, if the server sent one
+	// ran is how long a terminal job took by the server's own clock
+	// (updated_at - created_at), when both carry sub-second digits; 0 if
+	// unknown. It is the exact duration that poll timing can only bound.
+	ran time.Duration
 }
 
 // Terminal reports whether the job is finished (complete or failed).
@@ -154,6 +159,8 @@ type wireJob struct {
 	Error     json.RawMessage `json:"error"`
 	Results   []wireResult    `json:"results"`
 	ExpiresAt string          `json:"expires_at"`
+	CreatedAt string          `json:"created_at"`
+	UpdatedAt string          `json:"updated_at"`
 	// Summary is the pre-2026-05-20 shape, used only to fill in the total.
 	Summary *struct {
 		Total *int `json:"total"`
@@ -177,11 +184,15 @@ var errMalformed = errors.New("malformed JSON response")
 // decodeJob parses a job body. Syntax errors wrap errMalformed (retryable);
 // a body that parses but is not a job wraps ErrUnexpectedResponse.
 func decodeJob(body []byte) (*Job, error) {
-	if !json.Valid(body) {
-		return nil, fmt.Errorf("%w (%d bytes)", errMalformed, len(body))
-	}
 	var w wireJob
+	// Unmarshal checks the syntax of the whole body before it decodes
+	// anything, so a *json.SyntaxError means a cut-off or garbled body; a
+	// separate json.Valid pass would scan every poll answer twice.
 	if err := json.Unmarshal(body, &w); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return nil, fmt.Errorf("%w (%d bytes): %w", errMalformed, len(body), err)
+		}
 		return nil, fmt.Errorf("%w: %w", ErrUnexpectedResponse, err)
 	}
 	if w.Status == "" {
@@ -212,6 +223,9 @@ func decodeJob(body []byte) (*Job, error) {
 			j.ExpiresAt = t
 		}
 	}
+	if j.Terminal() {
+		j.ran = serverDuration(w.CreatedAt, w.UpdatedAt)
+	}
 	if len(w.Results) > 0 {
 		j.Results = make([]Result, len(w.Results))
 		for i, wr := range w.Results {
@@ -230,6 +244,20 @@ func decodeJob(body []byte) (*Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// serverDuration is updated - created when both are RFC 3339 times with a
+// fractional second: whole-second stamps are too coarse to time a poll.
+func serverDuration(created, updated string) time.Duration {
+	if !strings.Contains(created, ".") || !strings.Contains(updated, ".") {
+		return 0
+	}
+	c, err1 := time.Parse(time.RFC3339Nano, created)
+	u, err2 := time.Parse(time.RFC3339Nano, updated)
+	if err1 != nil || err2 != nil || !u.After(c) {
+		return 0
+	}
+	return u.Sub(c)
 }
 
 // decodeRowError accepts both error shapes: {code, message} (current) and a

@@ -50,8 +50,12 @@ func TestDecodeJobShapes(t *testing.T) {
 		}
 	})
 	t.Run("malformed vs unexpected", func(t *testing.T) {
-		if _, err := decodeJob([]byte(`{"status":"compl`)); !errors.Is(err, errMalformed) {
-			t.Errorf("truncated: %v", err)
+		for _, body := range []string{`{"status":"compl`, ``, `{"status":"complete","total":2,"results":[{"created":true},{"crea`,
+			`{"status":"complete","total":0} x`, `{"status":"complete","total":"1"`} {
+			_, err := decodeJob([]byte(body))
+			if !errors.Is(err, errMalformed) || errors.Is(err, ErrUnexpectedResponse) {
+				t.Errorf("%q: %v, want only errMalformed", body, err)
+			}
 		}
 		if _, err := decodeJob([]byte(`[]`)); !errors.Is(err, ErrUnexpectedResponse) {
 			t.Errorf("array: %v", err)
