@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -135,9 +136,9 @@ type Syncer struct {
 	warnOnce    sync.Once
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
 	mappingOnce sync.Once
-	batchSize   int       // learned: halved when the API says a body is too large
-	lastSent    time.Time // when this Syncer last sent a batch (coalescing)
-	bodyHint    int       // largest encoded batch so far: the next buffer's size
+	batchSize   atomic.Int64 // learned: halved when the API says a body is too large (read by the page reader)
+	lastSent    time.Time    // when this Syncer last sent a batch (coalescing)
+	bodyHint    int          // largest encoded batch so far: the next buffer's size
 }
 
 // Summary counts what one pass did.
@@ -389,7 +390,7 @@ type pipeline struct {
 }
 
 func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
-	err := p.read(ctx, src, enc, w)
+	err := p.feed(ctx, src, enc, w)
 	if err != nil {
 		// Let what is in flight finish (its journal entries stay for the
 		// next run unless committed here), but commit nothing past a failure.
@@ -402,7 +403,62 @@ func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w
 	return p.drain(ctx, true)
 }
 
-func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+// feed sends the batches that read produces, in order, while committing
+// in-flight batches the moment they complete. Reading runs in its own
+// goroutine so that neither the next page's query and encoding nor a
+// commit waits for the other: a slot freed by a completed job is refilled
+// at once with a batch that is already built. read stays one batch ahead,
+// so memory holds at most max+1 batches.
+func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+	rctx, stop := context.WithCancel(ctx)
+	pages := make(chan built)
+	done := make(chan struct{})
+	var rerr error
+	go func() {
+		defer close(done)
+		defer close(pages)
+		rerr = p.read(rctx, src, enc, w, pages)
+	}()
+	defer func() {
+		stop()
+		for range pages {
+			// unblock a reader that is handing over a batch
+		}
+		<-done
+	}()
+	for {
+		var head <-chan struct{}
+		if len(p.queue) > 0 {
+			head = p.queue[0].done
+		}
+		var next <-chan built
+		if len(p.queue) < p.max {
+			next = pages
+		}
+		select {
+		case <-head:
+			if err := p.commitHead(ctx); err != nil {
+				return err
+			}
+		case b, ok := <-next:
+			if !ok {
+				<-done
+				return rerr
+			}
+			p.sum.Rows += b.read
+			p.sum.Invalid += len(b.invalid)
+			if err := p.start(ctx, b); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// read pages through the window, maps each page into a batch, and hands the
+// batches to feed in order. It touches no pipeline state: feed owns that.
+func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, w Window, out chan<- built) error {
 	s := p.s
 	for {
 		limit := s.limit()
@@ -417,14 +473,15 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 		if hold, err := s.holdBack(ctx, len(rows) < limit); hold || err != nil {
 			return err
 		}
-		p.sum.Rows += len(rows)
 		b := s.build(enc, w.After, rows, s.logWarning)
-		p.sum.Invalid += len(b.invalid)
+		b.read = len(rows)
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return err
 		}
-		if err := p.add(ctx, b); err != nil {
-			return err
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 		w.After = b.To
 		if len(rows) < limit || s.stopping() {
@@ -469,6 +526,15 @@ func (p *pipeline) add(ctx context.Context, b built) error {
 			return err
 		}
 	}
+	if err := p.start(ctx, b); err != nil {
+		return err
+	}
+	return p.drain(ctx, false)
+}
+
+// start journals b and sends it from its own goroutine; the caller has
+// made room for it.
+func (p *pipeline) start(ctx context.Context, b built) error {
 	f := &flight{batch: b, done: make(chan struct{})}
 	if len(b.sent) == 0 {
 		close(f.done) // nothing to send: only rejects to record
@@ -485,7 +551,7 @@ func (p *pipeline) add(ctx context.Context, b built) error {
 	}
 	p.queue = append(p.queue, f)
 	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
-	return p.drain(ctx, false)
+	return nil
 }
 
 // drain commits completed batches from the head of the queue; with wait it
@@ -556,7 +622,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 	s := p.s
 	b := f.batch
 	half := max(1, len(b.sent)/2)
-	s.batchSize = half
+	s.batchSize.Store(int64(half))
 	s.logger().Warn("the API refused a batch as too large; halving the batch size", "rows", len(b.sent), "batch_size", half)
 	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
 		return fmt.Errorf("drop oversized batch: %w", err)
@@ -588,8 +654,8 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 }
 
 func (s *Syncer) limit() int {
-	if s.batchSize > 0 && s.batchSize < s.Sync.BatchSize {
-		return s.batchSize
+	if n := int(s.batchSize.Load()); n > 0 && n < s.Sync.BatchSize {
+		return n
 	}
 	return s.Sync.BatchSize
 }
@@ -602,6 +668,7 @@ type built struct {
 	objects   [][]byte
 	invalid   []checkpoint.Reject
 	unchanged int // rows left out because the API already has their object
+	read      int // rows read from the source for this batch
 }
 
 // build maps a page into one request. Rows the mapping refuses and rows whose
@@ -679,7 +746,7 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 		return b, nil
 	}
 	nb := s.buildRows(kept, b.From)
-	nb.invalid, nb.unchanged, nb.To = b.invalid, b.unchanged, b.To
+	nb.invalid, nb.unchanged, nb.To, nb.read = b.invalid, b.unchanged, b.To, b.read
 	return nb, nil
 }
 
