@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"sync"
@@ -139,6 +140,7 @@ type Syncer struct {
 	batchSize   atomic.Int64 // learned: halved when the API says a body is too large (read by the page reader)
 	lastSent    time.Time    // when this Syncer last sent a batch (coalescing)
 	bodyHint    int          // largest encoded batch so far: the next buffer's size
+	fpPrefix    string       // the target options every fingerprint hashes first (set by open)
 }
 
 // Summary counts what one pass did.
@@ -365,6 +367,7 @@ func (s *Syncer) open(ctx context.Context) (*Source, *mapping.Encoder, error) {
 	if err != nil {
 		return nil, nil, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
 	}
+	s.fpPrefix = fingerprintPrefix(s.Sync.Target)
 	return src, enc, nil
 }
 
@@ -752,12 +755,19 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 
 // fingerprint hashes what the API would apply for a row: its object and the
 // target options that decide how it is applied.
+// The target options come first (fingerprintPrefix, set by open).
+//
+// Stored fingerprints are compared across versions: changing what is hashed
+// would resend every row once (TestFingerprintIsStable pins it).
 func (s *Syncer) fingerprint(object []byte) []byte {
-	t := s.Sync.Target
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%t\x00%t\x00%s\x00", t.Object, t.DedupeBy, t.CaseInsensitive, t.UpdateExisting, t.ListID)
+	io.WriteString(h, s.fpPrefix) //nolint:errcheck // hash writes cannot fail
 	h.Write(object)
-	return h.Sum(nil)[:16]
+	return h.Sum(make([]byte, 0, sha256.Size))[:16]
+}
+
+func fingerprintPrefix(t mapping.Target) string {
+	return fmt.Sprintf("%s\x00%s\x00%t\x00%t\x00%s\x00", t.Object, t.DedupeBy, t.CaseInsensitive, t.UpdateExisting, t.ListID)
 }
 
 // buildRows makes the request for rows whose objects are already encoded.
