@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -53,6 +54,9 @@ Flags:
   --max-poll D        the client's MaxPollInterval (default: the client's 30s)
   --rate-limit R      client-side requests/second; -1 = off
                       (default: the client's 10/s)
+  --sync-threshold N  imports of fewer objects complete synchronously in the
+                      fake, without a poll (default 100, the threshold Micro
+                      documented until 2026-05-20; today's is not published)
   --profile DIR       write cpu.pprof and allocs.pprof of the sync phase to DIR
 `
 
@@ -70,6 +74,7 @@ type benchConfig struct {
 	FirstPoll time.Duration // 0: client default (or Latency/4 with Latency)
 	MaxPoll   time.Duration // 0: client default
 	RateLimit float64       // 0: client default; <0: off
+	Threshold int           // fake's SyncThreshold
 	Profile   string        // directory for pprof files; "" = none
 
 	// fakeCommand builds the command that serves the fake API; nil re-executes
@@ -147,6 +152,7 @@ func runBench(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 	fs.DurationVar(&c.FirstPoll, "first-poll", 0, "client FirstPoll")
 	fs.DurationVar(&c.MaxPoll, "max-poll", 0, "client MaxPollInterval")
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "client rate limit, requests/s; -1 = off")
+	fs.IntVar(&c.Threshold, "sync-threshold", prismtest.DefaultSyncThreshold, "fake's sync/async threshold, objects")
 	fs.StringVar(&c.Profile, "profile", "", "directory for pprof files")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -160,6 +166,8 @@ func runBench(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 		return &usageError{errors.New("bench: --batch must be 1..10000 (the mapping's batch_size range)")}
 	case c.Inflight < 1:
 		return &usageError{errors.New("bench: --inflight must be at least 1")}
+	case c.Threshold < 1:
+		return &usageError{errors.New("bench: --sync-threshold must be at least 1")}
 	case c.Latency < 0 || c.FirstPoll < 0 || c.MaxPoll < 0:
 		return &usageError{errors.New("bench: durations must not be negative")}
 	}
@@ -667,7 +675,7 @@ const (
 )
 
 func startFakeAPI(ctx context.Context, c benchConfig, stderr io.Writer) (*fakeProcess, error) {
-	args := []string{"--addr", "127.0.0.1:0", "--job-duration", c.Latency.String()}
+	args := []string{"--addr", "127.0.0.1:0", "--job-duration", c.Latency.String(), "--sync-threshold", strconv.Itoa(c.Threshold)}
 	newCmd := c.fakeCommand
 	if newCmd == nil {
 		newCmd = func(ctx context.Context, args []string) (*exec.Cmd, error) {
@@ -854,8 +862,12 @@ func (r *benchReport) print(w io.Writer) {
 		return float64(n) / d.Seconds()
 	}
 	s := r.Summary
-	fmt.Fprintf(w, "prismsync bench: %d rows, batch %d, inflight %d, job latency %s; %d CPUs, GOMAXPROCS %d, %s\n",
-		c.Rows, c.Batch, c.Inflight, c.Latency, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	threshold := c.Threshold
+	if threshold == 0 {
+		threshold = prismtest.DefaultSyncThreshold
+	}
+	fmt.Fprintf(w, "prismsync bench: %d rows, batch %d, inflight %d, job latency %s, fake's sync threshold %d objects; %d CPUs, GOMAXPROCS %d, %s\n",
+		c.Rows, c.Batch, c.Inflight, c.Latency, threshold, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	fmt.Fprintf(w, "  seed           %d rows in %s                 (load avg %s)\n",
 		c.Rows, r.SeedDuration.Round(time.Millisecond), r.SeedLoad)
 	copyRate := rate(r.CopyRows, r.CopyDuration)

@@ -87,6 +87,18 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("peak RSS %d (before sync %d)", rep.MaxRSS, rep.MaxRSSBefore)
 	}
 
+	// Above the batch size, --sync-threshold makes every batch synchronous:
+	// one request per batch, no polls.
+	c.Rows, c.Threshold = 1000, 501
+	sync, err := bench(ctx, c, &log)
+	if err != nil {
+		t.Fatalf("bench --sync-threshold 501: %v\n%s", err, log.String())
+	}
+	if sync.Imports != 2 || sync.AsyncJobs != 0 || sync.Polls != 0 || sync.Fake.Records != 1000 {
+		t.Errorf("--sync-threshold 501: imports %d, async %d, polls %d, records %d; want 2, 0, 0, 1000",
+			sync.Imports, sync.AsyncJobs, sync.Polls, sync.Fake.Records)
+	}
+
 	var out bytes.Buffer
 	rep.print(&out)
 	for _, want := range []string{"COPY ceiling   2000 rows", "end to end     2000 rows", "4 async jobs", "peak RSS", "latency bound", "2000 records stored"} {
