@@ -230,8 +230,13 @@ func (s *Source) read(ctx context.Context, sql string, args []any, sizeHint int)
 	defer rows.Close()
 	n := len(s.cols)
 	out := make([]row, 0, sizeHint)
+	var dec *rowDecoder
 	for rows.Next() {
-		vals, err := rows.Values()
+		if dec == nil {
+			// Planned once per query, not per value as rows.Values() does.
+			dec = newRowDecoder(rows.Conn().TypeMap(), rows.FieldDescriptions())
+		}
+		vals, err := dec.decode(rows.RawValues())
 		if err != nil {
 			return nil, fmt.Errorf("read row: %w", err)
 		}
