@@ -43,11 +43,14 @@ func badRequest(code, format string, args ...any) error {
 	return &requestError{code: code, message: fmt.Sprintf(format, args...)}
 }
 
-// decodeImport parses an import body in one streaming pass (the 1M-row
-// benchmark goes through here). Field names are matched exactly, unlike the
-// encoding/json struct decoder which would accept "Objects" or
-// "CaseInsensitive" (a forgotten struct tag in a client), and unknown fields
-// are refused so that client typos surface.
+// decodeImport parses an import body in one streaming pass. Field names are
+// matched exactly, unlike the encoding/json struct decoder which would
+// accept "Objects" or "CaseInsensitive" (a forgotten struct tag in a
+// client), and unknown fields are refused so that client typos surface.
+//
+// It is the reference decoder: decodeBatch tries the cheaper scanImport
+// first and comes here for every body that one declines, which includes
+// every body that is refused; FuzzScanImport holds the two together.
 func decodeImport(body []byte, known map[string]bool) (*importRequest, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()

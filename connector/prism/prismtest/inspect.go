@@ -6,6 +6,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // KindStatus keys request counts by kind and HTTP status (0: no response,
@@ -106,24 +108,18 @@ type Record struct {
 	UpdatedAt  time.Time
 }
 
-func (r *record) export(object string) Record {
-	props := make(map[string]any, len(r.props))
-	for k, v := range r.props {
-		if a, ok := v.([]any); ok {
-			v = slices.Clone(a)
-		}
-		props[k] = v
-	}
+func (st *objectStore) export(object string, n seq) Record {
+	r := st.rec(n)
 	return Record{
-		ID:         r.id,
+		ID:         r.id.String(),
 		ObjectType: object,
-		Properties: props,
-		List:       slices.Clone(r.list),
-		ListID:     r.listID,
-		Updates:    r.updates,
-		Matches:    r.matches,
-		CreatedAt:  r.createdAt,
-		UpdatedAt:  r.updatedAt,
+		Properties: decodeProps(st.text.get(r.props)),
+		List:       slices.Clone(st.lists[n]),
+		ListID:     st.listIDs[r.listID],
+		Updates:    int(r.updates),
+		Matches:    int(r.matches),
+		CreatedAt:  st.times[r.created],
+		UpdatedAt:  st.times[r.updated],
 	}
 }
 
@@ -137,9 +133,9 @@ func (s *Server) Records(object string) []Record {
 	if st == nil {
 		return nil
 	}
-	out := make([]Record, len(st.order))
-	for i, r := range st.order {
-		out[i] = r.export(object)
+	out := make([]Record, st.n)
+	for i := range out {
+		out[i] = st.export(object, seq(i+1))
 	}
 	return out
 }
@@ -150,7 +146,7 @@ func (s *Server) Count(object string) int {
 	defer s.mu.Unlock()
 	s.settleLocked(s.now())
 	if st := s.objects[object]; st != nil {
-		return len(st.order)
+		return int(st.n)
 	}
 	return 0
 }
@@ -160,10 +156,17 @@ func (s *Server) Record(object, id string) (Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked(s.now())
-	if st := s.objects[object]; st != nil {
-		if r, ok := st.byID[id]; ok {
-			return r.export(object), true
-		}
+	st := s.objects[object]
+	if st == nil {
+		return Record{}, false
+	}
+	// Only the canonical spelling is an id, as when ids were kept as strings.
+	u, err := uuid.Parse(id)
+	if err != nil || u.String() != id {
+		return Record{}, false
+	}
+	if n := st.record(u); n != 0 {
+		return st.export(object, n), true
 	}
 	return Record{}, false
 }
@@ -194,9 +197,10 @@ func (s *Server) Find(object, slug string, value any) []Record {
 		return nil
 	}
 	var out []Record
-	for _, r := range st.index(indexKey{slug, false})[key] {
-		out = append(out, r.export(object))
-	}
+	st.eachMatch(st.index(indexKey{slug, false}), []byte(key), func(n seq) bool {
+		out = append(out, st.export(object, n))
+		return true
+	})
 	return out
 }
 

@@ -171,7 +171,7 @@ func TestSyncImport(t *testing.T) {
 	if j.Status != "complete" || j.Total != 2 || j.Processed != 2 || j.Succeeded != 2 || j.Failed != 0 {
 		t.Errorf("job = %+v", j)
 	}
-	if j.CreatedAt != "2026-06-10T12:00:00Z" || j.UpdatedAt == "" {
+	if j.CreatedAt != "2026-06-10T12:00:00.000Z" || j.UpdatedAt == "" {
 		t.Errorf("timestamps %q %q", j.CreatedAt, j.UpdatedAt)
 	}
 	if len(j.Results) != 2 {
@@ -432,7 +432,7 @@ func TestAsyncImportLifecycle(t *testing.T) {
 	if want := "/v2/prism/" + team + "/imports/" + *j.JobID; rep.header.Get("Location") != want {
 		t.Errorf("Location = %q, want %q", rep.header.Get("Location"), want)
 	}
-	if j.ExpiresAt != "2026-06-17T12:00:00Z" {
+	if j.ExpiresAt != "2026-06-17T12:00:00.000Z" {
 		t.Errorf("expires_at = %q", j.ExpiresAt)
 	}
 	// Effects are applied when the job completes, not before.
@@ -449,7 +449,7 @@ func TestAsyncImportLifecycle(t *testing.T) {
 	if poll.status != 200 || pj.Status != "complete" || pj.Processed != 3 || pj.Succeeded != 3 || len(pj.Results) != 3 {
 		t.Fatalf("late poll %d %+v", poll.status, pj)
 	}
-	if *pj.JobID != *j.JobID || pj.UpdatedAt != "2026-06-10T12:01:00Z" {
+	if *pj.JobID != *j.JobID || pj.UpdatedAt != "2026-06-10T12:01:00.000Z" {
 		t.Errorf("job id %s updated_at %s", *pj.JobID, pj.UpdatedAt)
 	}
 	for i, r := range pj.Results {
