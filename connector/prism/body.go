@@ -50,6 +50,29 @@ func AppendImportBody(dst []byte, objects [][]byte, opts ImportOptions) []byte {
 	return append(dst, '}')
 }
 
+// EncodeImportBodyShared is EncodeImportBody into a buffer of exactly the
+// body's size that then holds the only copy of the objects: on return each
+// objects[i] is a slice of the body (same bytes). A batch in flight thus
+// keeps its objects once, not once in the body and again in the buffers
+// they were encoded into.
+func EncodeImportBodyShared(objects [][]byte, opts ImportOptions) []byte {
+	size := len(`{"objects":[]}`) + len(appendOptions(nil, opts))
+	for i, obj := range objects {
+		size += len(obj)
+		if i > 0 {
+			size++ // comma
+		}
+	}
+	body := AppendImportBody(make([]byte, 0, size), objects, opts)
+	off := len(`{"objects":[`)
+	for i, obj := range objects {
+		end := off + len(obj)
+		objects[i] = body[off:end:end]
+		off = end + 1 // the comma
+	}
+	return body
+}
+
 // appendOptions writes the options in a fixed order (not map order) so the
 // bytes never change between runs.
 func appendOptions(dst []byte, opts ImportOptions) []byte {

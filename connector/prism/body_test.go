@@ -1,6 +1,7 @@
 package prism
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 )
@@ -72,4 +73,35 @@ func FuzzEncodeImportBody(f *testing.F) {
 			t.Fatalf("options presence wrong: %s", body)
 		}
 	})
+}
+
+func TestEncodeImportBodyShared(t *testing.T) {
+	opts := ImportOptions{DedupeBy: "email", UpdateExisting: true, ListID: "1f0e9d2c-3b4a-4958-8776-a5b4c3d2e1f0"}
+	for _, objs := range [][]string{nil, {`{"default":{}}`}, {`{"default":{"a":1}}`, `{"default":{"b":"x,y"}}`, `{}`}} {
+		var objects, orig [][]byte
+		for _, o := range objs {
+			objects = append(objects, []byte(o))
+			orig = append(orig, []byte(o))
+		}
+		want := EncodeImportBody(orig, opts)
+		body := EncodeImportBodyShared(objects, opts)
+		if !bytes.Equal(body, want) {
+			t.Fatalf("body %s, want %s", body, want)
+		}
+		if cap(body) != len(body) {
+			t.Errorf("%d objects: cap %d for a %d-byte body", len(objs), cap(body), len(body))
+		}
+		for i, o := range objects {
+			if !bytes.Equal(o, orig[i]) {
+				t.Errorf("object %d = %s, want %s", i, o, orig[i])
+			}
+			if cap(o) != len(o) {
+				t.Errorf("object %d: cap %d > len %d (appending would overwrite the body)", i, cap(o), len(o))
+			}
+			// It must be a view of the body, not a copy.
+			if len(o) > 0 && &o[0] != &body[bytes.Index(body, orig[i])] {
+				t.Errorf("object %d is not a slice of the body", i)
+			}
+		}
+	}
 }
