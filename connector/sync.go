@@ -408,10 +408,10 @@ func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w
 
 // feed sends the batches that read produces, in order, while committing
 // in-flight batches the moment they complete. Reading runs in its own
-// goroutine so that neither the next page's query and encoding nor a
-// commit waits for the other: a slot freed by a completed job is refilled
-// at once with a batch that is already built. read stays one batch ahead,
-// so memory holds at most max+1 batches.
+// goroutine so that neither the next page's query, encoding and journal
+// write nor a commit waits for the other: a slot freed by a completed job is
+// refilled at once with a batch that is already built and journaled. read
+// stays one batch ahead, so memory holds at most max+1 batches.
 func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
 	rctx, stop := context.WithCancel(ctx)
 	pages := make(chan built)
@@ -424,33 +424,43 @@ func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, 
 	}()
 	defer func() {
 		stop()
-		for range pages {
-			// unblock a reader that is handing over a batch
+		for b := range pages { // a batch the reader was handing over
+			p.unjournal(ctx, b)
 		}
 		<-done
 	}()
+	in := pages // nil once read has handed over its last batch
+	take := func(b built, ok bool) error {
+		if !ok {
+			in = nil
+			return nil
+		}
+		p.sum.Rows += b.read
+		p.sum.Invalid += len(b.invalid)
+		return p.start(ctx, b)
+	}
 	for {
+		if in == nil {
+			<-done
+			return rerr
+		}
 		var head <-chan struct{}
 		if len(p.queue) > 0 {
 			head = p.queue[0].done
 		}
 		var next <-chan built
 		if len(p.queue) < p.max {
-			next = pages
+			next = in
 		}
 		select {
 		case <-head:
+			// Committed before its slot is refilled: a commit can end
+			// the pass (MAX_REJECT_SHARE), and then nothing more is sent.
 			if err := p.commitHead(ctx); err != nil {
 				return err
 			}
 		case b, ok := <-next:
-			if !ok {
-				<-done
-				return rerr
-			}
-			p.sum.Rows += b.read
-			p.sum.Invalid += len(b.invalid)
-			if err := p.start(ctx, b); err != nil {
+			if err := take(b, ok); err != nil {
 				return err
 			}
 		case <-ctx.Done():
@@ -481,9 +491,17 @@ func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, 
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return err
 		}
+		// Journaled here, ahead of its slot, so that sending it later
+		// costs no store round trip. A batch journaled but never sent
+		// (the pass stopped first) is settled by the next pass like one
+		// interrupted by a crash.
+		if err := p.journal(ctx, &b); err != nil {
+			return err
+		}
 		select {
 		case out <- b:
 		case <-ctx.Done():
+			p.unjournal(ctx, b)
 			return ctx.Err()
 		}
 		w.After = b.To
@@ -542,8 +560,8 @@ func (p *pipeline) start(ctx context.Context, b built) error {
 	if len(b.sent) == 0 {
 		close(f.done) // nothing to send: only rejects to record
 	} else {
-		if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
-			return fmt.Errorf("journal batch: %w", err)
+		if err := p.journal(ctx, &f.batch); err != nil {
+			return err
 		}
 		p.wg.Add(1)
 		go func() {
@@ -555,6 +573,34 @@ func (p *pipeline) start(ctx context.Context, b built) error {
 	p.queue = append(p.queue, f)
 	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
 	return nil
+}
+
+// journal writes b to the journal unless that is done: every batch is
+// journaled before it is sent.
+func (p *pipeline) journal(ctx context.Context, b *built) error {
+	if b.journaled || len(b.sent) == 0 {
+		return nil
+	}
+	if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
+		return fmt.Errorf("journal batch: %w", err)
+	}
+	b.journaled = true
+	return nil
+}
+
+// unjournal removes a batch journaled ahead that will not be sent because
+// the pass is ending, so the journal keeps only batches that may have
+// reached the API. Best effort: an entry left behind is settled by the next
+// pass like any other.
+func (p *pipeline) unjournal(ctx context.Context, b built) {
+	if !b.journaled {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+		p.s.logger().Debug("could not drop a batch journaled ahead; the next pass settles it", "err", err)
+	}
 }
 
 // drain commits completed batches from the head of the queue; with wait it
@@ -670,8 +716,9 @@ type built struct {
 	sent      []row // rows in request order
 	objects   [][]byte
 	invalid   []checkpoint.Reject
-	unchanged int // rows left out because the API already has their object
-	read      int // rows read from the source for this batch
+	unchanged int  // rows left out because the API already has their object
+	read      int  // rows read from the source for this batch
+	journaled bool // Batch is in the journal
 }
 
 // build maps a page into one request. Rows the mapping refuses and rows whose
@@ -789,12 +836,18 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 	}
 	if len(rows) > 0 {
 		b.To = rows[len(rows)-1].pos
-		b.Body = prism.EncodeImportBody(b.objects, prism.ImportOptions{
+		// The objects become views of the body, so the encode buffer
+		// they were written to can go: each batch in flight holds its
+		// objects once.
+		b.Body = prism.EncodeImportBodyShared(b.objects, prism.ImportOptions{
 			DedupeBy:        t.DedupeBy,
 			CaseInsensitive: t.CaseInsensitive,
 			UpdateExisting:  t.UpdateExisting,
 			ListID:          t.ListID,
 		})
+		for i := range rows {
+			rows[i].object = b.objects[i]
+		}
 		b.Key = s.batchKey(from, b.Body, b.Attempt)
 	}
 	return b
