@@ -16,14 +16,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"golang.org/x/time/rate"
 )
 
 // Defaults applied by New to zero Config fields.
 const (
 	DefaultBaseURL         = "https://developers.micro.so"
 	DefaultRateLimit       = 10 // requests per second, the documented per-key limit
-	DefaultBurst           = 1
 	DefaultMaxAttempts     = 5
 	DefaultMaxElapsed      = 10 * time.Minute
 	DefaultBackoffBase     = 500 * time.Millisecond
@@ -56,10 +54,9 @@ type Config struct {
 	HTTPClient *http.Client
 
 	// RateLimit is the client-side limit in requests per second for every
-	// request (imports, polls, retries); negative disables it. Burst is the
-	// token bucket size.
+	// request (imports, polls, retries): at most that many start in any one
+	// second (see windowLimiter); negative disables it.
 	RateLimit float64
-	Burst     int
 
 	// MaxAttempts bounds the attempts of one request (first try + retries);
 	// MaxElapsed bounds the time spent on them, including backoff. A retry
@@ -110,8 +107,8 @@ type Client struct {
 	apiKey    string
 	teamID    string
 	hc        *http.Client
-	limiter   *rate.Limiter
-	cfg       Config // defaults applied
+	limiter   *windowLimiter // nil: no limit
+	cfg       Config         // defaults applied
 	log       *slog.Logger
 	userAgent string
 
@@ -152,8 +149,8 @@ func New(cfg Config) (*Client, error) {
 			return nil, fmt.Errorf("prism: config: %s is negative (%s)", name, d)
 		}
 	}
-	if cfg.MaxAttempts < 0 || cfg.Burst < 0 {
-		return nil, errors.New("prism: config: MaxAttempts and Burst must not be negative")
+	if cfg.MaxAttempts < 0 {
+		return nil, errors.New("prism: config: MaxAttempts must not be negative")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -175,9 +172,6 @@ func New(cfg Config) (*Client, error) {
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
 	}
-	if cfg.Burst == 0 {
-		cfg.Burst = DefaultBurst
-	}
 	if cfg.Sleep == nil {
 		cfg.Sleep = sleepCtx
 	}
@@ -186,10 +180,6 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	limit := rate.Limit(cfg.RateLimit)
-	if cfg.RateLimit < 0 {
-		limit = rate.Inf
 	}
 	var hc http.Client
 	if cfg.HTTPClient != nil {
@@ -209,7 +199,7 @@ func New(cfg Config) (*Client, error) {
 		apiKey:    cfg.APIKey,
 		teamID:    cfg.TeamID,
 		hc:        &hc,
-		limiter:   rate.NewLimiter(limit, cfg.Burst),
+		limiter:   newRateLimiter(cfg.RateLimit),
 		cfg:       cfg,
 		log:       cfg.Logger,
 		userAgent: ua,

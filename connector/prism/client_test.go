@@ -562,10 +562,10 @@ func TestContextCancelStopsRetries(t *testing.T) {
 func TestRateLimiterAppliesToEveryRequest(t *testing.T) {
 	s := newServer(t, reply(503, ``), reply(200, syncOK), reply(200, syncOK), reply(200, syncOK), reply(200, `{"job_id":"j","status":"complete","total":0}`))
 	c, _, _ := newTestClient(t, s, func(cfg *Config) {
-		cfg.RateLimit = 20 // one request per 50ms
-		cfg.Burst = 1
+		cfg.RateLimit = 1
 		cfg.BackoffBase = time.Nanosecond
 	})
+	c.limiter = &windowLimiter{n: 1, per: 50 * time.Millisecond, now: time.Now} // 1 per 50 ms, to keep the test short
 	ctx := context.Background()
 	start := time.Now()
 	for i := range 3 {
@@ -576,7 +576,7 @@ func TestRateLimiterAppliesToEveryRequest(t *testing.T) {
 	if _, err := c.Job(ctx, "j"); err != nil {
 		t.Fatal(err)
 	}
-	// Five requests (one a retry, one a poll) with burst 1 need at least 4 intervals.
+	// Five requests (one a retry, one a poll), one per 50 ms, need at least 4 intervals.
 	if el := time.Since(start); el < 190*time.Millisecond {
 		t.Errorf("5 requests took %v, limiter not applied to all of them", el)
 	}
