@@ -2,6 +2,7 @@ package prism
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -136,4 +137,26 @@ func FuzzDecodeJob(f *testing.F) {
 		_, _ = j.RowResults(len(j.Results))
 		_, _ = j.RowResults(j.Total)
 	})
+}
+
+// BenchmarkDecodeJob5000 decodes the answer to a poll of a completed
+// 5,000-row job, the largest body prismsync reads.
+func BenchmarkDecodeJob5000(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"job_id":"j","status":"complete","total":5000,"processed":5000,"succeeded":5000,"failed":0,"created_at":"2026-11-28T10:00:00.000Z","updated_at":"2026-11-28T10:00:01.000Z","results":[`)
+	for i := range 5000 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		fmt.Fprintf(&sb, `{"input_index":%d,"id":"00000000-0000-4000-8000-%012d","created":true,"existing":false,"updated":false}`, i, i)
+	}
+	sb.WriteString("]}")
+	body := []byte(sb.String())
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, err := decodeJob(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*5000), "ns/result")
 }
