@@ -98,6 +98,11 @@ func TestBenchSmoke(t *testing.T) {
 		t.Errorf("--sync-threshold 501: imports %d, async %d, polls %d, records %d; want 2, 0, 0, 1000",
 			sync.Imports, sync.AsyncJobs, sync.Polls, sync.Fake.Records)
 	}
+	var syncOut bytes.Buffer
+	sync.print(&syncOut)
+	if !strings.Contains(syncOut.String(), "latency bound  none") || !strings.Contains(syncOut.String(), "sync threshold 501 objects") {
+		t.Errorf("report of an all-synchronous run:\n%s", syncOut.String())
+	}
 
 	var out bytes.Buffer
 	rep.print(&out)
