@@ -5,20 +5,8 @@ import (
 )
 
 func FuzzDecodeImport(f *testing.F) {
-	for _, seed := range []string{
-		`{"objects":[]}`,
-		`{"objects":[{"default":{"email":"a","n":1,"tags":["x",2,true,null]},"list":{"s":1}}],"options":{"dedupe_by":"email","caseInsensitive":true}}`,
-		`{"objects":[{"default":{"addr":{"city":"x"}}}]}`,
-		`{"objects":[{"default":{"a":[["x"]]}}],"options":{"dedupe_by":["a"]}}`,
-		`{"objects":[{"default":null,"list":null}],"options":null}`,
-		`{"objects":[1]}`,
-		`{"objects":null}`,
-		`{"objects":[],"options":{"dedupe_by":["a","b"]}}`,
-		`{"objects":[]} {}`,
-		`{"objects":[{"default":{}}`,
-		`[]`,
-		``,
-	} {
+	// The same corners FuzzScanImport starts from (scan_test.go).
+	for _, seed := range scanSeeds {
 		f.Add([]byte(seed))
 	}
 	known := map[string]bool{"email": true, "n": true, "tags": true}
