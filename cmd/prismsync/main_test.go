@@ -93,8 +93,8 @@ func TestOnceExitCodes(t *testing.T) {
 		if n := len(fake.Records("deal")); n != 250 {
 			t.Fatalf("fake holds %d deals, want 250", n)
 		}
-		if !strings.Contains(stderr.String(), `"msg":"pass done"`) {
-			t.Errorf("no per-pass summary line in the log:\n%s", stderr.String())
+		if !strings.Contains(stderr.String(), `"msg":"pass done"`) || !strings.Contains(stderr.String(), `"unchanged":0`) {
+			t.Errorf("no per-pass summary line with the unchanged count in the log:\n%s", stderr.String())
 		}
 	})
 	t.Run("bad key", func(t *testing.T) {

@@ -86,7 +86,7 @@ func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
 func logSummary(log *slog.Logger, s connector.Summary, err error) {
 	attrs := []any{
 		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
-		"existing", s.Existing, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
+		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
 		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
 	}
 	if err != nil {
