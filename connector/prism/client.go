@@ -365,7 +365,14 @@ func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 		return nil, fmt.Errorf("prism: wait: job in status %q has no id", job.Status)
 	}
 	polls := job.Polls
-	delay, learned := c.firstPollDelay(job)
+	est, learned := c.firstPollDelay(job)
+	// The estimate counts from the 202 (that is how it is learned), not
+	// from now: the caller may have spent time in between (recording the
+	// job id), which would otherwise make every first poll that much late.
+	delay := est
+	if !job.acceptedAt.IsZero() {
+		delay = max(0, est-c.cfg.Now().Sub(job.acceptedAt))
+	}
 	next := c.cfg.FirstPoll
 	for first := true; ; first = false {
 		if err := c.cfg.Sleep(ctx, delay); err != nil {
@@ -389,7 +396,7 @@ func (c *Client) Wait(ctx context.Context, job *Job) (*Job, error) {
 		if learned && first {
 			// The job runs a little longer than learned: step in small
 			// increments of that duration rather than doubling it.
-			next = max(delay/8, minPollDelay)
+			next = max(est/8, minPollDelay)
 		} else {
 			next *= 2
 		}

@@ -236,6 +236,41 @@ func TestLearningFromServerTimestamps(t *testing.T) {
 	}
 }
 
+// The first poll is timed from the 202, as durations are learned: time the
+// caller spends between Import and Wait is not added to the wait.
+func TestFirstPollCountsFromThe202(t *testing.T) {
+	s := newServer(t,
+		reply(202, `{"job_id":"a","status":"processing","total":100}`),
+		reply(200, `{"job_id":"a","status":"complete","total":0,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:01.500Z"}`),
+		reply(202, `{"job_id":"b","status":"processing","total":100}`),
+		reply(200, `{"job_id":"b","status":"complete","total":0}`),
+	)
+	c, clk, _ := newTestClient(t, s, func(cfg *Config) { cfg.FirstPoll = 2 * time.Second })
+	ctx := context.Background()
+	a, err := c.Import(ctx, "contact", "k1", testBody())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	b, err := c.Import(ctx, "contact", "k2", testBody())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk.mu.Lock()
+	clk.now = clk.now.Add(400 * time.Millisecond) // e.g. recording the job id
+	clk.mu.Unlock()
+	if _, err := c.Wait(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	// Job a ran 1.5s by its stamps: b is due 1.53s after its 202, 400ms of
+	// which had passed when Wait began.
+	if got := clk.Sleeps(); len(got) != 2 || got[1] != 1130*time.Millisecond {
+		t.Errorf("sleeps = %v, want [2s 1.13s]", got)
+	}
+}
+
 func TestRetries(t *testing.T) {
 	clkStart := newFakeClock().Now()
 	tests := []struct {
