@@ -381,6 +381,22 @@ type flight struct {
 	err   error
 }
 
+// harmless reports whether the completed flight's commit cannot end the
+// pass by itself: it succeeded and has no rejected rows for MAX_REJECT_SHARE
+// to count. (A store failure during the commit still can; the batch sent
+// meanwhile is journaled and settled by the next pass.)
+func (f *flight) harmless() bool {
+	if f.err != nil || len(f.batch.invalid) > 0 {
+		return false
+	}
+	for _, r := range f.res {
+		if r.Error != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // pipeline keeps up to max batches in flight and commits them strictly in
 // order, so the checkpoint only ever covers a prefix of confirmed batches.
 type pipeline struct {
@@ -411,7 +427,8 @@ func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w
 // goroutine so that neither the next page's query, encoding and journal
 // write nor a commit waits for the other: a slot freed by a completed job is
 // refilled at once with a batch that is already built and journaled. read
-// stays one batch ahead, so memory holds at most max+1 batches.
+// stays one batch ahead, so memory holds at most max+2 batches (max in
+// flight, one being committed, one ready).
 func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
 	rctx, stop := context.WithCancel(ctx)
 	pages := make(chan built)
@@ -454,8 +471,18 @@ func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, 
 		}
 		select {
 		case <-head:
-			// Committed before its slot is refilled: a commit can end
-			// the pass (MAX_REJECT_SHARE), and then nothing more is sent.
+			// The head's slot is free. When its commit cannot end the
+			// pass, refill the slot first so that the commit's store
+			// round trips overlap the next job instead of delaying it.
+			if p.queue[0].harmless() {
+				select {
+				case b, ok := <-in:
+					if err := take(b, ok); err != nil {
+						return err
+					}
+				default:
+				}
+			}
 			if err := p.commitHead(ctx); err != nil {
 				return err
 			}
