@@ -169,7 +169,7 @@ type wireJob struct {
 
 type wireResult struct {
 	InputIndex *int            `json:"input_index"`
-	ID         *string         `json:"id"`
+	ID         string          `json:"id"` // null and absent both leave ""; no pointer to allocate per row
 	Created    bool            `json:"created"`
 	Existing   bool            `json:"existing"`
 	Updated    bool            `json:"updated"`
@@ -236,9 +236,7 @@ func decodeJob(body []byte) (*Job, error) {
 					return nil, fmt.Errorf("%w: negative input_index %d", ErrUnexpectedResponse, r.InputIndex)
 				}
 			}
-			if wr.ID != nil {
-				r.ID = *wr.ID
-			}
+			r.ID = wr.ID
 			r.Error = decodeRowError(wr.Error)
 			j.Results[i] = r
 		}
