@@ -182,6 +182,9 @@ func runBench(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 
 // bench runs the whole measurement. Errors name the phase that failed.
 func bench(ctx context.Context, c benchConfig, stderr io.Writer) (*benchReport, error) {
+	if c.Threshold == 0 { // a config built in code rather than from flags
+		c.Threshold = prismtest.DefaultSyncThreshold
+	}
 	rep := &benchReport{Config: c}
 	// The fake's stderr is copied by an exec goroutine while the logger and
 	// progress lines write too; a *os.File copes, a buffer would not.
@@ -862,12 +865,8 @@ func (r *benchReport) print(w io.Writer) {
 		return float64(n) / d.Seconds()
 	}
 	s := r.Summary
-	threshold := c.Threshold
-	if threshold == 0 {
-		threshold = prismtest.DefaultSyncThreshold
-	}
 	fmt.Fprintf(w, "prismsync bench: %d rows, batch %d, inflight %d, job latency %s, fake's sync threshold %d objects; %d CPUs, GOMAXPROCS %d, %s\n",
-		c.Rows, c.Batch, c.Inflight, c.Latency, threshold, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+		c.Rows, c.Batch, c.Inflight, c.Latency, c.Threshold, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
 	fmt.Fprintf(w, "  seed           %d rows in %s                 (load avg %s)\n",
 		c.Rows, r.SeedDuration.Round(time.Millisecond), r.SeedLoad)
 	copyRate := rate(r.CopyRows, r.CopyDuration)
