@@ -58,21 +58,15 @@ func (fs Findings) HasErrors() bool {
 }
 
 // Errors returns only the error findings.
-func (fs Findings) Errors() Findings {
-	var out Findings
-	for _, f := range fs {
-		if f.Severity == SeverityError {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func (fs Findings) Errors() Findings { return fs.only(SeverityError) }
 
 // Warnings returns only the warning findings.
-func (fs Findings) Warnings() Findings {
+func (fs Findings) Warnings() Findings { return fs.only(SeverityWarning) }
+
+func (fs Findings) only(sev Severity) Findings {
 	var out Findings
 	for _, f := range fs {
-		if f.Severity == SeverityWarning {
+		if f.Severity == sev {
 			out = append(out, f)
 		}
 	}
