@@ -1,0 +1,196 @@
+package connector
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// built is a batch ready to send plus what the engine needs to interpret
+// the API's answer: which source row each object came from.
+type built struct {
+	checkpoint.Batch
+	sent      []row // rows in request order
+	objects   [][]byte
+	invalid   []checkpoint.Reject
+	unchanged int  // rows left out because the API already has their object
+	read      int  // rows read from the source for this batch
+	journaled bool // Batch is in the journal
+}
+
+// build maps a page into one request. Rows the mapping refuses and rows whose
+// dedupe value repeats inside the batch are kept out of the request and
+// recorded as rejects, so one bad row never blocks the rows behind it.
+//
+// warn is told about values the mapping had to change (NaN sent as null,
+// invalid UTF-8 replaced): the row is sent, and noted.
+func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) built {
+	b := built{}
+	seen := make(map[string]bool)
+	// Every object is a slice of buf and lives until its batch commits. A
+	// buffer that grew by doubling would keep each outgrown array alive
+	// through those slices, so size it from the previous batch up front.
+	buf := make([]byte, 0, s.bodyHint+s.bodyHint/8)
+	for _, r := range rows {
+		start := len(buf)
+		out, dedupe, err := enc.Append(buf, r.values, func(w mapping.Warning) { warn(r, w) })
+		if err != nil {
+			b.invalid = append(b.invalid, s.reject(r, rowErrorCode(err), err.Error(), nil))
+			continue
+		}
+		if dedupe != "" {
+			if seen[dedupe] {
+				b.invalid = append(b.invalid, s.reject(r, "duplicate_in_batch",
+					fmt.Sprintf("%s value %q already appears in this batch; the row is retried when it changes again", s.Sync.Target.DedupeBy, dedupe), out[start:]))
+				buf = out[:start]
+				continue
+			}
+			seen[dedupe] = true
+		}
+		buf = out
+		r.object = buf[start:len(buf):len(buf)]
+		// The decoded column values are not needed once the row is
+		// encoded; dropping them keeps in-flight batches small.
+		r.values = nil
+		if s.Fingerprints != nil {
+			r.sum = s.fingerprint(r.object)
+		}
+		b.sent = append(b.sent, r)
+	}
+	s.bodyHint = max(s.bodyHint, len(buf))
+	nb := s.buildRows(b.sent, from)
+	nb.invalid = b.invalid
+	nb.To = rows[len(rows)-1].pos
+	return nb
+}
+
+// skipUnchanged drops rows whose object hash equals the one stored for
+// their key; the batch keeps its end position, so the checkpoint still moves
+// past them.
+func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
+	if s.Fingerprints == nil || s.Force || len(b.sent) == 0 {
+		return b, nil
+	}
+	keys := make([][]string, len(b.sent))
+	for i, r := range b.sent {
+		keys[i] = r.pos.Key
+	}
+	// Fingerprints belong to the sync, not to its state name: a backfill
+	// skips what the live sync already delivered, and vice versa.
+	stored, err := s.Fingerprints.Fingerprints(ctx, s.Sync.Name, keys)
+	if err != nil {
+		return b, fmt.Errorf("read change fingerprints: %w", err)
+	}
+	kept := b.sent[:0:0]
+	for i, r := range b.sent {
+		if i < len(stored) && bytes.Equal(stored[i], r.sum) {
+			b.unchanged++
+			continue
+		}
+		kept = append(kept, r)
+	}
+	if b.unchanged == 0 {
+		return b, nil
+	}
+	nb := s.buildRows(kept, b.From)
+	nb.invalid, nb.unchanged, nb.To, nb.read = b.invalid, b.unchanged, b.To, b.read
+	return nb, nil
+}
+
+// fingerprint hashes what the API would apply for a row: its object and the
+// target options that decide how it is applied.
+// The target options come first (fingerprintPrefix, set by open).
+//
+// Stored fingerprints are compared across versions: changing what is hashed
+// would resend every row once (TestFingerprintIsStable pins it).
+func (s *Syncer) fingerprint(object []byte) []byte {
+	h := sha256.New()
+	io.WriteString(h, s.fpPrefix) //nolint:errcheck // hash writes cannot fail
+	h.Write(object)
+	return h.Sum(make([]byte, 0, sha256.Size))[:16]
+}
+
+func fingerprintPrefix(t mapping.Target) string {
+	return fmt.Sprintf("%s\x00%s\x00%t\x00%t\x00%s\x00", t.Object, t.DedupeBy, t.CaseInsensitive, t.UpdateExisting, t.ListID)
+}
+
+// buildRows makes the request for rows whose objects are already encoded.
+func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
+	b := built{sent: rows}
+	for _, r := range rows {
+		b.objects = append(b.objects, r.object)
+	}
+	t := s.Sync.Target
+	b.Batch = checkpoint.Batch{
+		Sync:    s.name(),
+		Attempt: 1,
+		From:    from,
+		Rows:    len(rows),
+		Object:  t.Object,
+	}
+	for _, r := range rows {
+		b.RowKeys = append(b.RowKeys, r.pos.Key)
+	}
+	if len(rows) > 0 {
+		b.To = rows[len(rows)-1].pos
+		// The objects become views of the body, so the encode buffer
+		// they were written to can go: each batch in flight holds its
+		// objects once.
+		b.Body = prism.EncodeImportBodyShared(b.objects, prism.ImportOptions{
+			DedupeBy:        t.DedupeBy,
+			CaseInsensitive: t.CaseInsensitive,
+			UpdateExisting:  t.UpdateExisting,
+			ListID:          t.ListID,
+		})
+		for i := range rows {
+			rows[i].object = b.objects[i]
+		}
+		b.Key = s.batchKey(from, b.Body, b.Attempt)
+	}
+	return b
+}
+
+// logWarning notes a value the mapping changed on its way to the API.
+func (s *Syncer) logWarning(r row, w mapping.Warning) {
+	s.logger().Warn("value changed on the way to Micro", "row_key", r.pos.Key, "property", w.Property, "code", w.Code, "detail", w.Message)
+}
+
+// batchKey is a batch's Idempotency-Key: deterministic in the sync (state)
+// name, the start position, the exact body and the attempt, so a resend
+// after a crash is recognised. KeyNonce makes deliberate resends of the
+// same rows (backfill, rejects --retry) distinct from earlier ones: their
+// keys, once used, are journaled, so a crash still replays them.
+func (s *Syncer) batchKey(from checkpoint.Position, body []byte, attempt int) string {
+	start := positionString(from)
+	if s.KeyNonce != "" {
+		start += "|" + s.KeyNonce
+	}
+	return prism.IdempotencyKey(s.name(), start, body, attempt)
+}
+
+func positionString(p checkpoint.Position) string {
+	if p.IsZero() {
+		return "start"
+	}
+	return p.Cursor + "|" + strings.Join(p.Key, "|")
+}
+
+func rowErrorCode(err error) string {
+	var re *mapping.RowError
+	if errors.As(err, &re) && re.Code != "" {
+		return re.Code
+	}
+	return "invalid_row"
+}
+
+func (s *Syncer) reject(r row, code, msg string, payload []byte) checkpoint.Reject {
+	return checkpoint.Reject{Sync: s.name(), RowKey: r.pos.Key, Code: code, Message: msg, Payload: append([]byte(nil), payload...)}
+}

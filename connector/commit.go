@@ -1,0 +1,129 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/prism"
+)
+
+// commit advances the checkpoint past a completed batch and records its
+// rejects, in one store transaction.
+func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
+	b := f.batch
+	rejects := append([]checkpoint.Reject(nil), b.invalid...)
+	var resolved [][]string
+	objects := b.objects
+	if b.sent == nil && len(f.res) > 0 {
+		// A batch settled from the journal: its row keys are not in the
+		// journal, so per-row errors are recorded under batch and index.
+		objects = splitObjects(b.Body)
+	}
+	rep := &f.rep
+	rep.Invalid = len(b.invalid)
+	rep.Unchanged = b.unchanged
+	if len(b.sent) == 0 {
+		rep.Outcome = "nothing_to_send"
+	}
+	for i, r := range f.res {
+		switch {
+		case r.Error != nil:
+			rep.Rejected++
+			rj := checkpoint.Reject{Sync: b.Sync, Code: r.Error.Code, Message: r.Error.Message}
+			switch {
+			case i < len(b.sent):
+				rj.RowKey = b.sent[i].pos.Key
+			case i < len(b.RowKeys):
+				rj.RowKey = b.RowKeys[i] // a batch settled from the journal
+			default:
+				// Journaled by a version that kept no row keys.
+				rj.RowKey = []string{fmt.Sprintf("batch %s #%d", b.Key, i)}
+			}
+			if i < len(objects) {
+				rj.Payload = objects[i]
+			}
+			if rj.Code == "" {
+				rj.Code = "rejected"
+			}
+			rejects = append(rejects, rj)
+		case r.Created:
+			rep.Created++
+		case r.Updated:
+			rep.Updated++
+		case r.Existing:
+			rep.Existing++
+		}
+		if r.Error == nil && i < len(b.RowKeys) {
+			resolved = append(resolved, b.RowKeys[i])
+		}
+	}
+	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {
+		return fmt.Errorf("commit checkpoint: %w", err)
+	}
+	s.saveFingerprints(ctx, b, f.res)
+	sum.Unchanged += b.unchanged
+	s.observer().BatchDone(s.Sync.Name, *rep)
+	sum.Sent += len(f.res)
+	sum.Created += rep.Created
+	sum.Updated += rep.Updated
+	sum.Existing += rep.Existing
+	sum.Rejected += rep.Rejected
+	sum.Polls += rep.Polls
+	sum.Batches++
+	sum.Position = b.To
+	return nil
+}
+
+// saveFingerprints remembers the objects the API confirmed. Losing them (a
+// crash right after the commit) only costs a resend, so a failure is logged,
+// not fatal.
+func (s *Syncer) saveFingerprints(ctx context.Context, b built, res []prism.Result) {
+	if s.Fingerprints == nil || len(b.sent) == 0 {
+		return
+	}
+	var sums [][]byte
+	var rowKeys [][]string
+	for i, r := range res {
+		if r.Error == nil && i < len(b.sent) && b.sent[i].sum != nil {
+			rowKeys = append(rowKeys, b.sent[i].pos.Key)
+			sums = append(sums, b.sent[i].sum)
+		}
+	}
+	if len(rowKeys) == 0 {
+		return
+	}
+	if err := s.Fingerprints.SaveFingerprints(ctx, s.Sync.Name, rowKeys, sums); err != nil {
+		s.logger().Warn("could not save change fingerprints; unchanged rows may be sent again", "err", err)
+	}
+}
+
+// splitObjects recovers the objects of a journaled request body so rejected
+// rows of a resumed batch keep their payload.
+func splitObjects(body []byte) [][]byte {
+	var req struct {
+		Objects []json.RawMessage `json:"objects"`
+	}
+	if json.Unmarshal(body, &req) != nil {
+		return nil
+	}
+	out := make([][]byte, len(req.Objects))
+	for i, o := range req.Objects {
+		out[i] = o
+	}
+	return out
+}
+
+// checkRejectShare fails the pass when too many of its rows were rejected.
+// The batches so far are committed (their rejects recorded), so nothing is
+// lost: the rejects are retried when their rows change again.
+func (s *Syncer) checkRejectShare(sum *Summary) error {
+	seen := sum.Sent + sum.Invalid
+	bad := sum.Rejected + sum.Invalid
+	if s.MaxRejectShare <= 0 || seen < 20 || float64(bad) <= s.MaxRejectShare*float64(seen) {
+		return nil
+	}
+	return &PermanentError{fmt.Errorf("%d of %d rows in this pass were rejected, more than MAX_REJECT_SHARE=%g; stopping so that a systematic problem does not reject every row (see `prismsync rejects` for the reasons)",
+		bad, seen, s.MaxRejectShare)}
+}

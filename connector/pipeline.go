@@ -1,0 +1,335 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// flight is one batch on its way: sent by its own goroutine, committed in
+// order by the pipeline.
+type flight struct {
+	batch built
+	done  chan struct{}
+	res   []prism.Result
+	rep   BatchReport
+	err   error
+}
+
+// harmless reports whether the completed flight's commit cannot end the
+// pass by itself: it succeeded and has no rejected rows for MAX_REJECT_SHARE
+// to count. (A store failure during the commit still can; the batch sent
+// meanwhile is journaled and settled by the next pass.)
+func (f *flight) harmless() bool {
+	if f.err != nil || len(f.batch.invalid) > 0 {
+		return false
+	}
+	for _, r := range f.res {
+		if r.Error != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// pipeline keeps up to max batches in flight and commits them strictly in
+// order, so the checkpoint only ever covers a prefix of confirmed batches.
+type pipeline struct {
+	s     *Syncer
+	fp    string
+	sum   *Summary
+	max   int
+	queue []*flight
+	wg    sync.WaitGroup
+}
+
+func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+	err := p.feed(ctx, src, enc, w)
+	if err != nil {
+		// Let what is in flight finish (its journal entries stay for the
+		// next run unless committed here), but commit nothing past a failure.
+		p.wg.Wait()
+		if cerr := p.drain(ctx, true); cerr != nil {
+			p.s.logger().Warn("could not commit completed batches after a failure", "err", cerr)
+		}
+		return err
+	}
+	return p.drain(ctx, true)
+}
+
+// feed sends the batches that read produces, in order, while committing
+// in-flight batches the moment they complete. Reading runs in its own
+// goroutine so that neither the next page's query, encoding and journal
+// write nor a commit waits for the other: a slot freed by a completed job is
+// refilled at once with a batch that is already built and journaled. read
+// stays one batch ahead, so memory holds at most max+2 batches (max in
+// flight, one being committed, one ready).
+func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+	rctx, stop := context.WithCancel(ctx)
+	pages := make(chan built)
+	done := make(chan struct{})
+	var rerr error
+	go func() {
+		defer close(done)
+		defer close(pages)
+		rerr = p.read(rctx, src, enc, w, pages)
+	}()
+	defer func() {
+		stop()
+		for b := range pages { // a batch the reader was handing over
+			p.unjournal(ctx, b)
+		}
+		<-done
+	}()
+	in := pages // nil once read has handed over its last batch
+	take := func(b built, ok bool) error {
+		if !ok {
+			in = nil
+			return nil
+		}
+		p.sum.Rows += b.read
+		p.sum.Invalid += len(b.invalid)
+		return p.start(ctx, b)
+	}
+	for {
+		if in == nil {
+			<-done
+			return rerr
+		}
+		var head <-chan struct{}
+		if len(p.queue) > 0 {
+			head = p.queue[0].done
+		}
+		var next <-chan built
+		if len(p.queue) < p.max {
+			next = in
+		}
+		select {
+		case <-head:
+			// The head's slot is free. When its commit cannot end the
+			// pass, refill the slot first so that the commit's store
+			// round trips overlap the next job instead of delaying it.
+			if p.queue[0].harmless() {
+				select {
+				case b, ok := <-in:
+					if err := take(b, ok); err != nil {
+						return err
+					}
+				default:
+				}
+			}
+			if err := p.commitHead(ctx); err != nil {
+				return err
+			}
+		case b, ok := <-next:
+			if err := take(b, ok); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// read pages through the window, maps each page into a batch, and hands the
+// batches to feed in order. It touches no pipeline state: feed owns that.
+func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, w Window, out chan<- built) error {
+	s := p.s
+	for {
+		limit := s.limit()
+		w.Limit = limit
+		rows, err := src.Page(ctx, w)
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			return nil
+		}
+		if hold, err := s.holdBack(ctx, len(rows) < limit); hold || err != nil {
+			return err
+		}
+		b := s.build(enc, w.After, rows, s.logWarning)
+		b.read = len(rows)
+		if b, err = s.skipUnchanged(ctx, b); err != nil {
+			return err
+		}
+		// Journaled here, ahead of its slot, so that sending it later
+		// costs no store round trip. A batch journaled but never sent
+		// (the pass stopped first) is settled by the next pass like one
+		// interrupted by a crash.
+		if err := p.journal(ctx, &b); err != nil {
+			return err
+		}
+		select {
+		case out <- b:
+		case <-ctx.Done():
+			p.unjournal(ctx, b)
+			return ctx.Err()
+		}
+		w.After = b.To
+		if len(rows) < limit || s.stopping() {
+			return nil
+		}
+	}
+}
+
+// add journals b, starts sending it, and commits whatever completed. It
+// blocks while max batches are in flight.
+func (p *pipeline) add(ctx context.Context, b built) error {
+	for len(p.queue) >= p.max {
+		if err := p.commitHead(ctx); err != nil {
+			return err
+		}
+	}
+	if err := p.start(ctx, b); err != nil {
+		return err
+	}
+	return p.drain(ctx, false)
+}
+
+// start journals b and sends it from its own goroutine; the caller has
+// made room for it.
+func (p *pipeline) start(ctx context.Context, b built) error {
+	f := &flight{batch: b, done: make(chan struct{})}
+	if len(b.sent) == 0 {
+		close(f.done) // nothing to send: only rejects to record
+	} else {
+		if err := p.journal(ctx, &f.batch); err != nil {
+			return err
+		}
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			defer close(f.done)
+			f.res, f.rep, f.err = p.s.send(ctx, &f.batch.Batch)
+		}()
+	}
+	p.queue = append(p.queue, f)
+	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
+	return nil
+}
+
+// journal writes b to the journal unless that is done: every batch is
+// journaled before it is sent.
+func (p *pipeline) journal(ctx context.Context, b *built) error {
+	if b.journaled || len(b.sent) == 0 {
+		return nil
+	}
+	if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
+		return fmt.Errorf("journal batch: %w", err)
+	}
+	b.journaled = true
+	return nil
+}
+
+// unjournal removes a batch journaled ahead that will not be sent because
+// the pass is ending, so the journal keeps only batches that may have
+// reached the API. Best effort: an entry left behind is settled by the next
+// pass like any other.
+func (p *pipeline) unjournal(ctx context.Context, b built) {
+	if !b.journaled {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := p.s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+		p.s.logger().Debug("could not drop a batch journaled ahead; the next pass settles it", "err", err)
+	}
+}
+
+// drain commits completed batches from the head of the queue; with wait it
+// waits for each head to complete.
+func (p *pipeline) drain(ctx context.Context, wait bool) error {
+	for len(p.queue) > 0 {
+		if !wait {
+			select {
+			case <-p.queue[0].done:
+			default:
+				return nil
+			}
+		}
+		if err := p.commitHead(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p *pipeline) commitHead(ctx context.Context) error {
+	f := p.queue[0]
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := p.finish(ctx, f); err != nil {
+		return err
+	}
+	p.queue = p.queue[1:]
+	p.s.observer().InFlight(p.s.Sync.Name, len(p.queue))
+	return p.s.checkRejectShare(p.sum)
+}
+
+// finish settles a batch whose send has ended: a body the API found too
+// large is split and re-sent, a failure ends the pass, a success commits.
+func (p *pipeline) finish(ctx context.Context, f *flight) error {
+	switch {
+	case f.err != nil && prism.IsTooLarge(f.err) && len(f.batch.sent) > 1:
+		return p.bisect(ctx, f)
+	case f.err != nil:
+		p.s.observer().BatchDone(p.s.Sync.Name, f.rep)
+		return f.err
+	default:
+		return p.s.commit(ctx, f, p.fp, p.sum)
+	}
+}
+
+// bisect handles a batch the API found too large: it forgets the batch,
+// halves the batch size for the rest of this Syncer's life, and sends the
+// same rows again in halves (recursively), in order, before anything behind
+// them is committed.
+func (p *pipeline) bisect(ctx context.Context, f *flight) error {
+	s := p.s
+	b := f.batch
+	half := max(1, len(b.sent)/2)
+	s.batchSize.Store(int64(half))
+	s.logger().Warn("the API refused a batch as too large; halving the batch size", "rows", len(b.sent), "batch_size", half)
+	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+		return fmt.Errorf("drop oversized batch: %w", err)
+	}
+	// The rows mapped fine already; rebuild the halves from them (rejects
+	// of the original build stay with the first half's commit).
+	parts := [][]row{b.sent[:half], b.sent[half:]}
+	from := b.From
+	for i, rows := range parts {
+		sub := s.buildRows(rows, from)
+		if i == 0 {
+			sub.invalid = b.invalid
+		}
+		if i == len(parts)-1 {
+			sub.To = b.To // the original end covers rows it kept out as invalid
+		}
+		if err := s.Store.Journal(ctx, sub.Batch); err != nil {
+			return fmt.Errorf("journal batch: %w", err)
+		}
+		sf := &flight{batch: sub, done: make(chan struct{})}
+		sf.res, sf.rep, sf.err = s.send(ctx, &sf.batch.Batch)
+		close(sf.done)
+		if err := p.finish(ctx, sf); err != nil {
+			return err
+		}
+		from = sub.To
+	}
+	return nil
+}
+
+func (s *Syncer) limit() int {
+	if n := int(s.batchSize.Load()); n > 0 && n < s.Sync.BatchSize {
+		return n
+	}
+	return s.Sync.BatchSize
+}

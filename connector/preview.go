@@ -1,0 +1,53 @@
+package connector
+
+import (
+	"context"
+
+	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// Preview is what a pass would send for some rows: nothing is journaled,
+// sent or committed.
+type Preview struct {
+	Rows     int                 // rows read
+	Bodies   [][]byte            // one import request body per batch, byte for byte
+	Invalid  []checkpoint.Reject // rows kept out of the requests, with their reasons
+	Warnings []RowWarning        // values the mapping changed
+}
+
+// Preview reads up to limit rows of w (normally: after the checkpoint) and
+// builds the request bodies exactly as a pass would, in batches of the
+// sync's batch_size. It takes no lease and changes nothing.
+func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
+	var pv Preview
+	src, enc, err := s.open(ctx)
+	if err != nil {
+		return pv, err
+	}
+	rows, err := src.Page(ctx, w)
+	if err != nil {
+		return pv, err
+	}
+	pv.Rows = len(rows)
+	warn := func(r row, w mapping.Warning) {
+		pv.Warnings = append(pv.Warnings, RowWarning{RowKey: r.pos.Key, Warning: w})
+	}
+	from := w.After
+	for len(rows) > 0 {
+		n := min(len(rows), s.Sync.BatchSize)
+		b := s.build(enc, from, rows[:n], warn)
+		rows, from = rows[n:], b.To
+		pv.Invalid = append(pv.Invalid, b.invalid...)
+		if len(b.sent) > 0 {
+			pv.Bodies = append(pv.Bodies, b.Body)
+		}
+	}
+	return pv, nil
+}
+
+// RowWarning is a value the mapping changed on its way (the row is sent).
+type RowWarning struct {
+	RowKey []string
+	mapping.Warning
+}

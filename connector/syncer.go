@@ -1,0 +1,324 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/prismsync/prismsync/mapping"
+)
+
+// Syncer runs one sync of the mapping file.
+type Syncer struct {
+	Sync   *mapping.Sync
+	DB     *pgxpool.Pool
+	Store  Store
+	API    API
+	Logger *slog.Logger
+	// Observer is told about passes and batches (metrics); nil ignores.
+	Observer Observer
+	// Budget, when set, is consulted before each batch is sent.
+	Budget Budget
+	// Fingerprints, when set, skips rows whose object is unchanged since the
+	// API last confirmed it; Force sends them anyway (backfill --force).
+	Fingerprints Fingerprints
+	Force        bool
+	// MaxDelay bounds how long a partial batch is held back while the
+	// budget asks to coalesce (default 15m).
+	MaxDelay time.Duration
+
+	// StateName is the name the checkpoint and journal are kept under;
+	// default Sync.Name. A backfill uses its own so that it never moves the
+	// daemon's live checkpoint.
+	StateName string
+	// From and To bound the cursor (inclusive, as PostgreSQL text) for a
+	// backfill; "" = unbounded.
+	From, To string
+
+	// GuardWait is how long a pass over a non-timestamp cursor waits for
+	// transactions open at its start to end when it knows no safe bound
+	// yet (a fresh process). 0, the daemon's choice, reads nothing this
+	// pass instead; once and backfill wait, then fail with ErrHeldBack.
+	GuardWait time.Duration
+
+	// KeyNonce, when set, goes into every new batch's idempotency key: a
+	// backfill or a retry re-sends rows that may have been sent with the
+	// same body from the same position before, and must not get Micro's
+	// stored answer to that earlier request (or a stale-key 409).
+	KeyNonce string
+
+	// MaxInflight is how many batches may be sent and not yet committed at
+	// once (default 1). Reading and encoding the next batch overlaps with
+	// the API working on earlier ones; the checkpoint still only advances
+	// over the longest prefix of completed batches.
+	MaxInflight int
+	// MaxJobAttempts bounds how often one batch is re-sent after its job
+	// ended "failed" (each time under a new idempotency key). Default 3.
+	MaxJobAttempts int
+	// Lag keeps rows whose cursor is newer than now-Lag for a later pass: a
+	// backstop for cursors stamped by application clocks, and the only
+	// bound when the commit horizon cannot be read (then at least 1 minute).
+	Lag time.Duration
+	// MaxRejectShare stops a pass (with a PermanentError) once more than
+	// this share of its rows were rejected, so a systematic problem (a
+	// wrong slug, a broken transform) fails loudly instead of quietly
+	// rejecting everything. 0 disables it. Checked after each commit, from
+	// 20 rows on.
+	MaxRejectShare float64
+	// RetryDelay is the pause before re-sending a failed job (default 5s);
+	// Sleep lets tests skip it.
+	RetryDelay time.Duration
+	Sleep      func(ctx context.Context, d time.Duration) error
+	// Stopping, when closed, ends a pass after the batches in flight instead
+	// of reading further pages (graceful shutdown).
+	Stopping <-chan struct{}
+
+	warnOnce    sync.Once
+	guard       valueGuard // late-commit guard for cursors that are not timestamps
+	mappingOnce sync.Once
+	batchSize   atomic.Int64 // learned: halved when the API says a body is too large (read by the page reader)
+	lastSent    time.Time    // when this Syncer last sent a batch (coalescing)
+	bodyHint    int          // largest encoded batch so far: the next buffer's size
+	fpPrefix    string       // the target options every fingerprint hashes first (set by open)
+}
+
+// Once settles interrupted batches, then reads and sends pages until the
+// source has no rows after the checkpoint (below the commit horizon).
+func (s *Syncer) Once(ctx context.Context) (Summary, error) {
+	start := time.Now()
+	sum := Summary{Sync: s.Sync.Name}
+	err := s.once(ctx, &sum)
+	sum.Duration = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("sync %s: %w", s.Sync.Name, err)
+	}
+	s.observer().PassFinished(sum, err)
+	return sum, err
+}
+
+func (s *Syncer) name() string {
+	if s.StateName != "" {
+		return s.StateName
+	}
+	return s.Sync.Name
+}
+
+func (s *Syncer) once(ctx context.Context, sum *Summary) error {
+	state, err := s.Store.Load(ctx, s.name())
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	fp := s.Sync.Fingerprint()
+	if s.StateName == "" && state.Exists && state.Fingerprint != "" && state.Fingerprint != fp {
+		s.mappingOnce.Do(func() {
+			s.logger().Info("mapping changed since the last commit; continuing from the checkpoint (the new mapping applies to rows changed from now on; run a backfill to resend everything)")
+		})
+	}
+	sum.Position = state.Position
+
+	if err := s.settlePending(ctx, fp, sum); err != nil {
+		return err
+	}
+
+	src, enc, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	w := Window{After: sum.Position, From: s.From, To: s.To}
+	if src.TimeCursor() {
+		lag := s.Lag
+		h, err := commitHorizon(ctx, s.DB, lag)
+		if err != nil {
+			return err
+		}
+		if !h.known {
+			s.warnOnce.Do(func() {
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by SYNC_LAG, using at least 1m")
+			})
+			if lag < time.Minute {
+				if h, err = commitHorizon(ctx, s.DB, time.Minute); err != nil {
+					return err
+				}
+			}
+		}
+		w.Until = h.until
+		sum.HorizonLag = h.lag
+	} else {
+		bound, known, err := s.guard.cap(ctx, s.DB, src)
+		// A fresh process has no marks yet: with a transaction open, wait
+		// (GuardWait) for it to end rather than read nothing.
+		for deadline := time.Now().Add(s.GuardWait); err == nil && known && bound == "" && time.Now().Before(deadline); {
+			if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
+				return err
+			}
+			bound, known, err = s.guard.cap(ctx, s.DB, src)
+		}
+		if err != nil {
+			return err
+		}
+		if !known {
+			s.warnOnce.Do(func() {
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); rows committed late behind the checkpoint can be missed")
+			})
+		} else if bound == "" {
+			if s.GuardWait > 0 {
+				return fmt.Errorf("%w: waited %s for transactions that were open when this pass began (see pg_stat_activity); nothing was read", ErrHeldBack, s.GuardWait)
+			}
+			return nil // nothing is known to be final yet: the next pass reads it
+		} else {
+			w.Cap = bound
+		}
+	}
+	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
+	return p.run(ctx, src, enc, w)
+}
+
+// Retry re-sends the rows with the given keys — typically rows recorded as
+// rejects, after the operator fixed their cause — without moving the
+// checkpoint: each batch is journaled and committed at the current
+// position. Keys of rows that no longer exist are ignored. The caller must
+// hold the sync's lease so that no pass moves the checkpoint meanwhile.
+func (s *Syncer) Retry(ctx context.Context, keys [][]string) (Summary, error) {
+	if s.KeyNonce == "" {
+		s.KeyNonce = uuid.NewString() // a deliberate resend: never Micro's stored answer
+	}
+	start := time.Now()
+	sum := Summary{Sync: s.Sync.Name}
+	err := s.retry(ctx, keys, &sum)
+	sum.Duration = time.Since(start)
+	if err != nil {
+		err = fmt.Errorf("sync %s: retry rejects: %w", s.Sync.Name, err)
+	}
+	return sum, err
+}
+
+func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error {
+	fp := s.Sync.Fingerprint()
+	if err := s.settlePending(ctx, fp, sum); err != nil {
+		return err
+	}
+	state, err := s.Store.Load(ctx, s.name())
+	if err != nil {
+		return fmt.Errorf("load checkpoint: %w", err)
+	}
+	src, enc, err := s.open(ctx)
+	if err != nil {
+		return err
+	}
+	p := &pipeline{s: s, fp: fp, sum: sum, max: 1}
+	for len(keys) > 0 {
+		n := min(len(keys), s.limit())
+		rows, err := src.ByKeys(ctx, keys[:n])
+		keys = keys[n:]
+		if err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			continue
+		}
+		sum.Rows += len(rows)
+		b := s.build(enc, state.Position, rows, s.logWarning)
+		b.To = state.Position // the checkpoint stays where it is
+		sum.Invalid += len(b.invalid)
+		if err := p.add(ctx, b); err != nil {
+			return err
+		}
+	}
+	return p.drain(ctx, true)
+}
+
+// settlePending finishes the batches an interrupted run left in the journal,
+// oldest first. A crash inside nextAttempt can leave two entries for one
+// batch (same start position); only the newest attempt is live, the older
+// ones are dropped unsent.
+func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) error {
+	pending, err := s.Store.Pending(ctx, s.name())
+	if err != nil {
+		return fmt.Errorf("read journal: %w", err)
+	}
+	newest := make(map[string]int) // start position -> index of its newest attempt
+	for i, b := range pending {
+		k := positionString(b.From)
+		if j, ok := newest[k]; !ok || b.Attempt > pending[j].Attempt {
+			newest[k] = i
+		}
+	}
+	for i, b := range pending {
+		if newest[positionString(b.From)] != i {
+			s.logger().Info("dropping a superseded attempt from the journal", "key", b.Key, "attempt", b.Attempt)
+			if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
+				return fmt.Errorf("drop superseded attempt: %w", err)
+			}
+			continue
+		}
+		s.logger().Info("settling batch from an interrupted run", "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
+		f := &flight{batch: built{Batch: b}, done: make(chan struct{})}
+		f.res, f.rep, f.err = s.settle(ctx, &f.batch.Batch)
+		if f.err != nil {
+			return f.err
+		}
+		if err := s.commit(ctx, f, fp, sum); err != nil {
+			return err
+		}
+		sum.Resumed++
+	}
+	return nil
+}
+
+// open describes the source and compiles the mapping against it. Both fail
+// only on configuration the operator must fix, hence PermanentError.
+func (s *Syncer) open(ctx context.Context) (*Source, *mapping.Encoder, error) {
+	src, err := NewSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return nil, nil, &PermanentError{err}
+	}
+	enc, err := s.Sync.Compile(src.Fields())
+	if err != nil {
+		return nil, nil, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
+	}
+	s.fpPrefix = fingerprintPrefix(s.Sync.Target)
+	return src, enc, nil
+}
+
+func (s *Syncer) stopping() bool {
+	select {
+	case <-s.Stopping:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Syncer) observer() Observer {
+	if s.Observer == nil {
+		return nopObserver{}
+	}
+	return s.Observer
+}
+
+func (s *Syncer) logger() *slog.Logger {
+	if s.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return s.Logger
+}
+
+func (s *Syncer) sleep(ctx context.Context, d time.Duration) error {
+	if s.Sleep != nil {
+		return s.Sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
