@@ -8,6 +8,65 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
+// bound is the upper cursor bound of one pass. A row the pass reads past
+// the bound could still be joined, behind the new checkpoint, by a row a
+// transaction open now commits later; so the pass leaves those for later.
+type bound struct {
+	until string        // cursor < until, the commit horizon (text of a timestamptz); "" = none
+	cap   string        // cursor <= cap, the value guard's newest safe mark; "" = none
+	lag   time.Duration // how far the commit horizon holds the pass back from now
+}
+
+// passBound returns the bound of one pass over src: the commit horizon for
+// a timestamp cursor, the value guard for any other. ok is false when no
+// row is known to be final yet, so the pass reads nothing (with GuardWait
+// set it waits that long for one, then fails with ErrHeldBack).
+func (s *Syncer) passBound(ctx context.Context, src *Source) (b bound, ok bool, err error) {
+	if src.TimeCursor() {
+		lag := s.Lag
+		h, err := commitHorizon(ctx, s.DB, lag)
+		if err != nil {
+			return b, false, err
+		}
+		if !h.known {
+			s.warnOnce.Do(func() {
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by SYNC_LAG, using at least 1m")
+			})
+			if lag < time.Minute {
+				if h, err = commitHorizon(ctx, s.DB, time.Minute); err != nil {
+					return b, false, err
+				}
+			}
+		}
+		return bound{until: h.until, lag: h.lag}, true, nil
+	}
+	safe, known, err := s.guard.cap(ctx, s.DB, src)
+	// A fresh process has no marks yet: with a transaction open, wait
+	// (GuardWait) for it to end rather than read nothing.
+	for deadline := time.Now().Add(s.GuardWait); err == nil && known && safe == "" && time.Now().Before(deadline); {
+		if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
+			return b, false, err
+		}
+		safe, known, err = s.guard.cap(ctx, s.DB, src)
+	}
+	switch {
+	case err != nil:
+		return b, false, err
+	case !known:
+		s.warnOnce.Do(func() {
+			s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); rows committed late behind the checkpoint can be missed")
+		})
+		return b, true, nil
+	case safe == "":
+		if s.GuardWait > 0 {
+			return b, false, fmt.Errorf("%w: waited %s for transactions that were open when this pass began (see pg_stat_activity); nothing was read", ErrHeldBack, s.GuardWait)
+		}
+		return b, false, nil // nothing is known to be final yet: the next pass reads it
+	default:
+		return bound{cap: safe}, true, nil
+	}
+}
+
 // Why a horizon: `updated_at DEFAULT now()` stamps a row with its
 // transaction's START time, but the row becomes visible only at COMMIT. A
 // transaction that runs long can commit a row whose cursor is already behind
@@ -27,7 +86,7 @@ const (
 		OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user))`
 )
 
-// horizon is the upper cursor bound of one pass.
+// horizon is the commit horizon of one pass.
 type horizon struct {
 	until string        // timestamptz text: read cursor < until
 	lag   time.Duration // now - until: how far the horizon holds the pass back

@@ -110,13 +110,16 @@ type Window struct {
 	After Position // strictly after this (cursor, key...) position; zero = from the start
 	From  string   // with a zero After: cursor >= From ("" = no lower bound)
 	To    string   // cursor <= To ("" = no upper bound)
-	Until string   // cursor < Until, the commit horizon ("" = none); text of a timestamptz
-	Cap   string   // cursor <= Cap, the guard for other cursor types ("" = none)
 	// Where is an operator's own SQL boolean expression over the source's
 	// columns (`prismsync preview --where`); it runs in the READ ONLY
 	// transaction, never in a pass.
 	Where string
 	Limit int
+
+	// A pass's bound (see passBound): cursor < until, the commit horizon
+	// (text of a timestamptz); cursor <= cap, the guard for other cursor
+	// types. "" = none.
+	until, cap string
 }
 
 // Position is an alias kept local for readability.
@@ -176,13 +179,13 @@ func (s *Source) window(w Window) (from, where string, args []any, err error) {
 	if w.To != "" {
 		conds = append(conds, cursor+" <= "+param(w.To, s.types[0]))
 	}
-	if w.Cap != "" {
-		conds = append(conds, cursor+" <= "+param(w.Cap, s.types[0]))
+	if w.cap != "" {
+		conds = append(conds, cursor+" <= "+param(w.cap, s.types[0]))
 	}
-	if w.Until != "" {
+	if w.until != "" {
 		// The horizon is a timestamptz; a timestamp cursor compares with
 		// it in UTC, the session time zone.
-		conds = append(conds, cursor+" < "+param(w.Until, "timestamptz"))
+		conds = append(conds, cursor+" < "+param(w.until, "timestamptz"))
 	}
 	from = s.from
 	if w.Where != "" {

@@ -130,51 +130,12 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	if err != nil {
 		return err
 	}
-	w := Window{After: sum.Position, From: s.From, To: s.To}
-	if src.TimeCursor() {
-		lag := s.Lag
-		h, err := commitHorizon(ctx, s.DB, lag)
-		if err != nil {
-			return err
-		}
-		if !h.known {
-			s.warnOnce.Do(func() {
-				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by SYNC_LAG, using at least 1m")
-			})
-			if lag < time.Minute {
-				if h, err = commitHorizon(ctx, s.DB, time.Minute); err != nil {
-					return err
-				}
-			}
-		}
-		w.Until = h.until
-		sum.HorizonLag = h.lag
-	} else {
-		bound, known, err := s.guard.cap(ctx, s.DB, src)
-		// A fresh process has no marks yet: with a transaction open, wait
-		// (GuardWait) for it to end rather than read nothing.
-		for deadline := time.Now().Add(s.GuardWait); err == nil && known && bound == "" && time.Now().Before(deadline); {
-			if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
-				return err
-			}
-			bound, known, err = s.guard.cap(ctx, s.DB, src)
-		}
-		if err != nil {
-			return err
-		}
-		if !known {
-			s.warnOnce.Do(func() {
-				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); rows committed late behind the checkpoint can be missed")
-			})
-		} else if bound == "" {
-			if s.GuardWait > 0 {
-				return fmt.Errorf("%w: waited %s for transactions that were open when this pass began (see pg_stat_activity); nothing was read", ErrHeldBack, s.GuardWait)
-			}
-			return nil // nothing is known to be final yet: the next pass reads it
-		} else {
-			w.Cap = bound
-		}
+	b, ok, err := s.passBound(ctx, src)
+	if err != nil || !ok {
+		return err
 	}
+	sum.HorizonLag = b.lag
+	w := Window{After: sum.Position, From: s.From, To: s.To, until: b.until, cap: b.cap}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
 	return p.run(ctx, src, enc, w)
 }
