@@ -46,8 +46,7 @@ func newEnv(t *testing.T, opts prismtest.Options) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc.ConnConfig.RuntimeParams["TimeZone"] = "UTC"
-	pc.ConnConfig.RuntimeParams["DateStyle"] = "ISO, YMD"
+	connector.ConfigurePool(pc)
 	if e.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
 		t.Fatal(err)
 	}

@@ -160,8 +160,8 @@ func (a *app) startOps(ctx context.Context) (stop func(), err error) {
 	return stop, nil
 }
 
-// openPool connects to the source database. Every session runs in UTC with
-// ISO dates so cursor positions kept as text are exact and comparable.
+// openPool connects to the source database, with the session settings the
+// engine needs (connector.ConfigurePool).
 func openPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
@@ -175,9 +175,7 @@ func openPool(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
 	if _, ok := rp["statement_timeout"]; !ok {
 		rp["statement_timeout"] = "300000" // 5 min: a page read should never take longer
 	}
-	rp["TimeZone"] = "UTC"
-	rp["DateStyle"] = "ISO, YMD"
-	rp["IntervalStyle"] = "iso_8601"
+	connector.ConfigurePool(pc)
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, &unreachableError{fmt.Errorf("database %s: %w", redactDSN(dsn), err)}
