@@ -110,7 +110,7 @@ INSERT INTO everything VALUES (6,
 	NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);
 `
 
-// everythingQuery also selects position columns the way Source does.
+// everythingQuery also selects position columns the way source does.
 const everythingQuery = `SELECT *, (tstz)::text AS cursor_text, (id)::text AS key_text, 'unknown literal' AS lit
 FROM everything ORDER BY id`
 
@@ -296,7 +296,7 @@ func FuzzRowDecoder(f *testing.F) {
 }
 
 // BenchmarkDecodePage reads a page of 5,000 rows shaped like prismsync's
-// benchmark table (plus the ::text position columns Source selects) with
+// benchmark table (plus the ::text position columns source selects) with
 // rows.Values() and with the decoder. "query" includes running the query and
 // reading the rows off the wire; "decode" decodes captured raw rows only,
 // Values' way (Codec.DecodeValue per value) or the decoder's.

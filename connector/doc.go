@@ -1,7 +1,7 @@
 // Package connector is the sync engine: it follows one row from PostgreSQL to
 // the CRM.
 //
-//	read   a page of rows after the checkpoint, in keyset order (Source)
+//	read   a page of rows after the checkpoint, in keyset order (source.go)
 //	map    each row to an object with the mapping's Encoder
 //	batch  the objects into one import request body
 //	submit journal the batch, then POST it with a deterministic Idempotency-Key

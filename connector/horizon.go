@@ -21,7 +21,7 @@ type bound struct {
 // a timestamp cursor, the value guard for any other. ok is false when no
 // row is known to be final yet, so the pass reads nothing (with GuardWait
 // set it waits that long for one, then fails with ErrHeldBack).
-func (s *Syncer) passBound(ctx context.Context, src *Source) (b bound, ok bool, err error) {
+func (s *Syncer) passBound(ctx context.Context, src *source) (b bound, ok bool, err error) {
 	if src.TimeCursor() {
 		lag := s.Lag
 		h, err := commitHorizon(ctx, s.DB, lag)
@@ -145,7 +145,7 @@ type valueGuard struct {
 
 // cap returns the cursor bound for this pass ("" when nothing is safe yet).
 // known is false when other sessions' transactions cannot be seen.
-func (g *valueGuard) cap(ctx context.Context, pool *pgxpool.Pool, src *Source) (bound string, known bool, err error) {
+func (g *valueGuard) cap(ctx context.Context, pool *pgxpool.Pool, src *source) (bound string, known bool, err error) {
 	var m mark
 	var maxCursor *string
 	var oldest *time.Time

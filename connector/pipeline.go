@@ -47,7 +47,7 @@ type pipeline struct {
 	wg    sync.WaitGroup
 }
 
-func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
 	err := p.feed(ctx, src, enc, w)
 	if err != nil {
 		// Let what is in flight finish (its journal entries stay for the
@@ -68,7 +68,7 @@ func (p *pipeline) run(ctx context.Context, src *Source, enc *mapping.Encoder, w
 // refilled at once with a batch that is already built and journaled. read
 // stays one batch ahead, so memory holds at most max+2 batches (max in
 // flight, one being committed, one ready).
-func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, w Window) error {
+func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
 	rctx, stop := context.WithCancel(ctx)
 	pages := make(chan built)
 	done := make(chan struct{})
@@ -137,7 +137,7 @@ func (p *pipeline) feed(ctx context.Context, src *Source, enc *mapping.Encoder, 
 
 // read pages through the window, maps each page into a batch, and hands the
 // batches to feed in order. It touches no pipeline state: feed owns that.
-func (p *pipeline) read(ctx context.Context, src *Source, enc *mapping.Encoder, w Window, out chan<- built) error {
+func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, w Window, out chan<- built) error {
 	s := p.s
 	for {
 		limit := s.limit()

@@ -14,11 +14,11 @@ import (
 	"github.com/prismsync/prismsync/mapping"
 )
 
-// Source reads the rows of one sync in keyset order: (cursor, key...)
+// source reads the rows of one sync in keyset order: (cursor, key...)
 // strictly after a position, one page per call. It never uses OFFSET, so a
 // page costs the same at row 10 and at row 10 million, and rows sharing one
 // cursor value are split across pages by their key without loss or repeat.
-type Source struct {
+type source struct {
 	pool       *pgxpool.Pool
 	from       string   // quoted table or parenthesised subquery, aliased src
 	cols       []string // mapping columns, in the order the encoder expects
@@ -37,12 +37,12 @@ type row struct {
 	sum    []byte // its change fingerprint, when fingerprints are on
 }
 
-// NewSource describes the sync's source against the database without reading
+// newSource describes the sync's source against the database without reading
 // rows: it checks that the key and cursor columns exist, that the cursor has a
 // supported type, and learns the column types the encoder needs.
-func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*Source, error) {
+func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*source, error) {
 	src := sync.Source
-	s := &Source{pool: pool, cols: sync.Columns()}
+	s := &source{pool: pool, cols: sync.Columns()}
 	switch {
 	case src.Query != "":
 		s.from = "(" + strings.TrimRight(strings.TrimSpace(src.Query), ";") + ") AS src"
@@ -107,9 +107,9 @@ func NewSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*So
 // Window bounds one page read. The zero Window reads from the start with no
 // upper bound.
 type Window struct {
-	After Position // strictly after this (cursor, key...) position; zero = from the start
-	From  string   // with a zero After: cursor >= From ("" = no lower bound)
-	To    string   // cursor <= To ("" = no upper bound)
+	After checkpoint.Position // strictly after this (cursor, key...) position; zero = from the start
+	From  string              // with a zero After: cursor >= From ("" = no lower bound)
+	To    string              // cursor <= To ("" = no upper bound)
 	// Where is an operator's own SQL boolean expression over the source's
 	// columns (`prismsync preview --where`); it runs in the READ ONLY
 	// transaction, never in a pass.
@@ -122,13 +122,10 @@ type Window struct {
 	until, cap string
 }
 
-// Position is an alias kept local for readability.
-type Position = checkpoint.Position
-
 // Page reads up to w.Limit rows of the window, in keyset order, inside a
 // READ ONLY transaction. Rows whose cursor is NULL are never read (they cannot
 // be ordered); `prismsync validate` warns about nullable cursors.
-func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
+func (s *source) Page(ctx context.Context, w Window) ([]row, error) {
 	from, where, args, err := s.window(w)
 	if err != nil {
 		return nil, err
@@ -141,7 +138,7 @@ func (s *Source) Page(ctx context.Context, w Window) ([]row, error) {
 
 // Count counts the rows of a window (its Limit is ignored), for a
 // backfill's progress estimate.
-func (s *Source) Count(ctx context.Context, w Window) (int64, error) {
+func (s *source) Count(ctx context.Context, w Window) (int64, error) {
 	from, where, args, err := s.window(w)
 	if err != nil {
 		return 0, err
@@ -155,7 +152,7 @@ func (s *Source) Count(ctx context.Context, w Window) (int64, error) {
 
 // window turns a Window into a FROM item and a WHERE condition with its
 // parameters, cast from text to the key and cursor column types.
-func (s *Source) window(w Window) (from, where string, args []any, err error) {
+func (s *source) window(w Window) (from, where string, args []any, err error) {
 	var conds []string
 	param := func(v any, typ string) string {
 		args = append(args, v)
@@ -196,7 +193,7 @@ func (s *Source) window(w Window) (from, where string, args []any, err error) {
 
 // ByKeys reads the rows with the given keys (rows that no longer exist are
 // simply missing), in keyset order. `prismsync rejects --retry` uses it.
-func (s *Source) ByKeys(ctx context.Context, keys [][]string) ([]row, error) {
+func (s *source) ByKeys(ctx context.Context, keys [][]string) ([]row, error) {
 	if len(keys) == 0 {
 		return nil, nil
 	}
@@ -220,7 +217,7 @@ func (s *Source) ByKeys(ctx context.Context, keys [][]string) ([]row, error) {
 
 // read runs one SELECT built by Page or ByKeys inside a READ ONLY
 // transaction and splits each row into mapped values and position.
-func (s *Source) read(ctx context.Context, sql string, args []any, sizeHint int) ([]row, error) {
+func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int) ([]row, error) {
 	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{AccessMode: pgx.ReadOnly})
 	if err != nil {
 		return nil, fmt.Errorf("begin read: %w", err)
@@ -263,9 +260,9 @@ func (s *Source) read(ctx context.Context, sql string, args []any, sizeHint int)
 
 // TimeCursor reports whether the cursor is a timestamp, so the commit
 // horizon and SYNC_LAG apply to it.
-func (s *Source) TimeCursor() bool {
+func (s *source) TimeCursor() bool {
 	return s.cursorOID == pgtype.TimestamptzOID || s.cursorOID == pgtype.TimestampOID
 }
 
 // Fields are the mapping columns with their types, for mapping.Compile.
-func (s *Source) Fields() []mapping.Column { return s.fields }
+func (s *source) Fields() []mapping.Column { return s.fields }

@@ -194,6 +194,17 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 	return p.drain(ctx, true)
 }
 
+// Count counts the rows between From and To (a backfill's window; the
+// checkpoint and a pass's bound do not apply), for a backfill's progress
+// estimate. It takes no lease and changes nothing.
+func (s *Syncer) Count(ctx context.Context) (int64, error) {
+	src, err := newSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return 0, err
+	}
+	return src.Count(ctx, Window{From: s.From, To: s.To})
+}
+
 // settlePending finishes the batches an interrupted run left in the journal,
 // oldest first. A crash inside nextAttempt can leave two entries for one
 // batch (same start position); only the newest attempt is live, the older
@@ -234,8 +245,8 @@ func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) err
 
 // open describes the source and compiles the mapping against it. Both fail
 // only on configuration the operator must fix, hence PermanentError.
-func (s *Syncer) open(ctx context.Context) (*Source, *mapping.Encoder, error) {
-	src, err := NewSource(ctx, s.DB, s.Sync)
+func (s *Syncer) open(ctx context.Context) (*source, *mapping.Encoder, error) {
+	src, err := newSource(ctx, s.DB, s.Sync)
 	if err != nil {
 		return nil, nil, &PermanentError{err}
 	}

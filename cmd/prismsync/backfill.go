@@ -75,9 +75,9 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 			return fmt.Errorf("forget backfill position: %w", err)
 		}
 	}
-	total, err := estimateRows(ctx, a, sy)
+	total, err := sy.Count(ctx) // for the progress line and the prompt
 	if err != nil {
-		return err
+		return fmt.Errorf("estimate rows: %w", err)
 	}
 	tty := isTerminal(stderr)
 	if !*yes {
@@ -108,20 +108,6 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	fmt.Fprintf(stdout, "backfill of %s done: %d rows read, %d created, %d updated, %d unchanged matches, %d rejected, %d invalid\n",
 		*name, sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid)
 	return nil
-}
-
-// estimateRows counts the rows a backfill will read, for progress and the
-// confirmation prompt.
-func estimateRows(ctx context.Context, a *app, sy *connector.Syncer) (int64, error) {
-	src, err := connector.NewSource(ctx, a.pool, sy.Sync)
-	if err != nil {
-		return 0, fmt.Errorf("estimate rows: %w", err)
-	}
-	n, err := src.Count(ctx, connector.Window{From: sy.From, To: sy.To})
-	if err != nil {
-		return 0, fmt.Errorf("estimate rows: %w", err)
-	}
-	return n, nil
 }
 
 // progress shows a backfill's progress: a redrawn line on a terminal, a
