@@ -87,7 +87,7 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 	// skips what the live sync already delivered, and vice versa.
 	stored, err := s.Fingerprints.Fingerprints(ctx, s.Sync.Name, keys)
 	if err != nil {
-		return b, fmt.Errorf("read change fingerprints: %w", err)
+		return b, err
 	}
 	kept := b.sent[:0:0]
 	for i, r := range b.sent {

@@ -60,7 +60,7 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		}
 	}
 	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {
-		return fmt.Errorf("commit checkpoint: %w", err)
+		return err
 	}
 	s.saveFingerprints(ctx, b, f.res)
 	sum.Unchanged += b.unchanged

@@ -57,7 +57,7 @@ func (s *Syncer) send(ctx context.Context, b *checkpoint.Batch) ([]prism.Result,
 		if err == nil && job.ID != "" && job.Status == prism.StatusProcessing {
 			rep.Async = true
 			if err := s.Store.SetJobID(ctx, b.Sync, b.Key, job.ID); err != nil {
-				return nil, rep, fmt.Errorf("record job id: %w", err)
+				return nil, rep, err
 			}
 			b.JobID = job.ID
 			job, err = s.API.Wait(ctx, job)
@@ -115,7 +115,7 @@ func (s *Syncer) outcome(b checkpoint.Batch, job *prism.Job, err error) (res []p
 		}
 		return res, false, nil
 	case prism.StatusFailed:
-		return nil, true, fmt.Errorf("import job %s failed: %w", job.ID, job.Err())
+		return nil, true, fmt.Errorf("job %s: %w", job.ID, job.Err())
 	default:
 		return nil, false, fmt.Errorf("import job %s ended in unexpected status %q", job.ID, job.Status)
 	}
@@ -132,10 +132,10 @@ func (s *Syncer) nextAttempt(ctx context.Context, b *checkpoint.Batch) error {
 	next.Key = s.batchKey(b.From, b.Body, next.Attempt)
 	next.JobID = ""
 	if err := s.Store.Journal(ctx, next); err != nil {
-		return fmt.Errorf("journal batch: %w", err)
+		return err
 	}
 	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
-		return fmt.Errorf("drop old attempt: %w", err)
+		return err
 	}
 	*b = next
 	return nil

@@ -988,6 +988,30 @@ func (s *storeFunc) Commit(ctx context.Context, sync, key string, to checkpoint.
 	return s.Store.Commit(ctx, sync, key, to, fp, rejects, resolved)
 }
 
+// The store names its own operation, batch and sync in its errors
+// ("checkpoint: commit batch ... of sync ..."), so the engine adds only what
+// the store cannot know: which sync's pass failed.
+func TestStoreErrorsAreNotReworded(t *testing.T) {
+	errDown := errors.New("store down")
+	for _, op := range []string{"Load", "Pending", "Journal", "Commit"} {
+		t.Run(op, func(t *testing.T) {
+			e, _ := newFaultEnv(t, prismtest.Options{})
+			e.seed(50)
+			sy := e.syncer(mappingFor(t, 100, false))
+			sy.Store = &storeFunc{Store: e.store, fail: func(got string) error {
+				if got == op {
+					return errDown
+				}
+				return nil
+			}}
+			_, err := sy.Once(context.Background())
+			if !errors.Is(err, errDown) || err.Error() != "sync people: store down" {
+				t.Fatalf("pass with %s failing: %v, want exactly \"sync people: store down\"", op, err)
+			}
+		})
+	}
+}
+
 // An unusable checkpoint store means nothing is sent: a batch that cannot be
 // journaled must not reach the API.
 func TestStoreUnavailableSendsNothing(t *testing.T) {

@@ -2,7 +2,6 @@ package connector
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -220,7 +219,7 @@ func (p *pipeline) journal(ctx context.Context, b *built) error {
 		return nil
 	}
 	if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
-		return fmt.Errorf("journal batch: %w", err)
+		return err
 	}
 	b.journaled = true
 	return nil
@@ -299,7 +298,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 	s.batchSize.Store(int64(half))
 	s.logger().Warn("the API refused a batch as too large; halving the batch size", "rows", len(b.sent), "batch_size", half)
 	if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
-		return fmt.Errorf("drop oversized batch: %w", err)
+		return err
 	}
 	// The rows mapped fine already; rebuild the halves from them (rejects
 	// of the original build stay with the first half's commit).
@@ -314,7 +313,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 			sub.To = b.To // the original end covers rows it kept out as invalid
 		}
 		if err := s.Store.Journal(ctx, sub.Batch); err != nil {
-			return fmt.Errorf("journal batch: %w", err)
+			return err
 		}
 		sf := &flight{batch: sub, done: make(chan struct{})}
 		sf.res, sf.rep, sf.err = s.send(ctx, &sf.batch.Batch)

@@ -112,7 +112,7 @@ func (s *Syncer) name() string {
 func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	state, err := s.Store.Load(ctx, s.name())
 	if err != nil {
-		return fmt.Errorf("load checkpoint: %w", err)
+		return err
 	}
 	fp := s.Sync.Fingerprint()
 	if s.StateName == "" && state.Exists && state.Fingerprint != "" && state.Fingerprint != fp {
@@ -166,7 +166,7 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 	}
 	state, err := s.Store.Load(ctx, s.name())
 	if err != nil {
-		return fmt.Errorf("load checkpoint: %w", err)
+		return err
 	}
 	src, enc, err := s.open(ctx)
 	if err != nil {
@@ -212,7 +212,7 @@ func (s *Syncer) Count(ctx context.Context) (int64, error) {
 func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) error {
 	pending, err := s.Store.Pending(ctx, s.name())
 	if err != nil {
-		return fmt.Errorf("read journal: %w", err)
+		return err
 	}
 	newest := make(map[string]int) // start position -> index of its newest attempt
 	for i, b := range pending {
@@ -225,7 +225,7 @@ func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) err
 		if newest[positionString(b.From)] != i {
 			s.logger().Info("dropping a superseded attempt from the journal", "key", b.Key, "attempt", b.Attempt)
 			if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
-				return fmt.Errorf("drop superseded attempt: %w", err)
+				return err
 			}
 			continue
 		}
