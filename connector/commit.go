@@ -124,6 +124,5 @@ func (s *Syncer) checkRejectShare(sum *Summary) error {
 	if s.MaxRejectShare <= 0 || seen < 20 || float64(bad) <= s.MaxRejectShare*float64(seen) {
 		return nil
 	}
-	return &PermanentError{fmt.Errorf("%d of %d rows in this pass were rejected, more than MAX_REJECT_SHARE=%g; stopping so that a systematic problem does not reject every row (see `prismsync rejects` for the reasons)",
-		bad, seen, s.MaxRejectShare)}
+	return &PermanentError{&RejectShareError{Rejected: bad, Rows: seen, MaxShare: s.MaxRejectShare}}
 }

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prismsync/prismsync/checkpoint"
@@ -52,9 +53,22 @@ type Fingerprints interface {
 // transaction that might still commit rows behind the checkpoint is open.
 var ErrHeldBack = errors.New("rows held back by an open transaction")
 
-// ErrBudgetExhausted ends a pass when the month's request budget is spent.
-// Unsent rows stay in the database; nothing is lost.
-var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or MICRO_MONTHLY_REQUESTS is raised")
+// ErrBudgetExhausted ends a pass when the month's request budget (Budget)
+// is spent. Unsent rows stay in the database; nothing is lost.
+var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or the budget is raised")
+
+// RejectShareError stops a pass in which more than Syncer.MaxRejectShare of
+// the rows were rejected; it comes wrapped in a PermanentError.
+type RejectShareError struct {
+	Rejected int     // rows the mapping or the API refused in this pass
+	Rows     int     // rows the pass sent or refused itself
+	MaxShare float64 // Syncer.MaxRejectShare
+}
+
+func (e *RejectShareError) Error() string {
+	return fmt.Sprintf("%d of %d rows in this pass were rejected, more than the maximum share of %g; stopping so that a systematic problem does not reject every row",
+		e.Rejected, e.Rows, e.MaxShare)
+}
 
 // Summary counts what one pass did.
 type Summary struct {
@@ -73,7 +87,7 @@ type Summary struct {
 	Resumed   int // journaled batches settled from an earlier, interrupted run
 	Polls     int // job polls spent
 	Position  checkpoint.Position
-	// HorizonLag is how far the commit horizon (and SYNC_LAG) held this
+	// HorizonLag is how far the commit horizon (and Syncer.Lag) held this
 	// pass back from now; 0 for cursors that are not timestamps.
 	HorizonLag time.Duration
 	Duration   time.Duration

@@ -30,7 +30,7 @@ func (s *Syncer) passBound(ctx context.Context, src *source) (b bound, ok bool, 
 		}
 		if !h.known {
 			s.warnOnce.Do(func() {
-				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by SYNC_LAG, using at least 1m")
+				s.logger().Warn("cannot read other sessions' transaction start times (grant pg_read_all_stats or pg_monitor to prismsync's role); late commits are guarded only by the sync's lag, using at least 1m", "lag", lag)
 			})
 			if lag < time.Minute {
 				if h, err = commitHorizon(ctx, s.DB, time.Minute); err != nil {

@@ -20,7 +20,7 @@ type flight struct {
 }
 
 // harmless reports whether the completed flight's commit cannot end the
-// pass by itself: it succeeded and has no rejected rows for MAX_REJECT_SHARE
+// pass by itself: it succeeded and has no rejected rows for MaxRejectShare
 // to count. (A store failure during the commit still can; the batch sent
 // meanwhile is journaled and settled by the next pass.)
 func (f *flight) harmless() bool {

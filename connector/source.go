@@ -259,7 +259,7 @@ func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int)
 }
 
 // TimeCursor reports whether the cursor is a timestamp, so the commit
-// horizon and SYNC_LAG apply to it.
+// horizon and Syncer.Lag apply to it.
 func (s *source) TimeCursor() bool {
 	return s.cursorOID == pgtype.TimestamptzOID || s.cursorOID == pgtype.TimestampOID
 }

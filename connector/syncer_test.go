@@ -467,8 +467,9 @@ func TestRejectShareStopsThePass(t *testing.T) {
 	sy.MaxRejectShare = 0.5
 	sum, err := sy.Once(ctx)
 	var pe *connector.PermanentError
-	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "MAX_REJECT_SHARE") {
-		t.Fatalf("want a permanent MAX_REJECT_SHARE error, got %v", err)
+	var share *connector.RejectShareError
+	if !errors.As(err, &pe) || !errors.As(err, &share) || share.Rejected != 50 || share.Rows != 50 || share.MaxShare != 0.5 {
+		t.Fatalf("want a permanent error for 50 of 50 rows rejected, over the maximum share 0.5, got %v", err)
 	}
 	if sum.Batches != 1 || sum.Rejected != 50 {
 		t.Fatalf("summary %+v: want the pass stopped after the first batch of 50 rejects", sum)

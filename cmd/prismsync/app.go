@@ -145,7 +145,7 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 	}
 	defer release()
 	sum, err = sy.Once(ctx)
-	return sum, true, err
+	return sum, true, explain(err)
 }
 
 // startOps wires the ops side (metrics, run records for status, and, when

@@ -14,6 +14,8 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/robfig/cron/v3"
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector"
 )
 
 // Config is everything prismsync reads from the environment. Every variable
@@ -120,6 +122,19 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}
 	}
 	return &cfg, nil
+}
+
+// explain names the variable behind an engine error, for the operator: the
+// engine speaks of its own settings, the operator sets them here.
+func explain(err error) error {
+	var share *connector.RejectShareError
+	switch {
+	case errors.Is(err, connector.ErrBudgetExhausted):
+		return fmt.Errorf("%w (MICRO_MONTHLY_REQUESTS)", err)
+	case errors.As(err, &share):
+		return fmt.Errorf("%w (MAX_REJECT_SHARE=%g; see `prismsync rejects` for the reasons)", err, share.MaxShare)
+	}
+	return err
 }
 
 func parseLevel(s string) (slog.Level, error) {

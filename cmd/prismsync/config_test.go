@@ -1,10 +1,14 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/prismsync/prismsync/connector"
 )
 
 // Every variable prismsync reads must be documented, with its default, in
@@ -31,5 +35,32 @@ func TestEveryVariableIsDocumented(t *testing.T) {
 		if _, def, ok := strings.Cut(opts, "default="); ok && !strings.Contains(string(example), name+"="+def) {
 			t.Errorf("config.example.env does not show %s's default %q", name, def)
 		}
+	}
+}
+
+// The engine's errors speak of its own settings; what the operator reads
+// names the variable to change, and keeps the error's kind (exit code).
+func TestExplainNamesTheVariable(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want []string
+	}{
+		{fmt.Errorf("sync people: %w", connector.ErrBudgetExhausted), []string{"MICRO_MONTHLY_REQUESTS"}},
+		{fmt.Errorf("sync people: %w", &connector.PermanentError{Err: &connector.RejectShareError{Rejected: 30, Rows: 40, MaxShare: 0.5}}),
+			[]string{"30 of 40 rows", "MAX_REJECT_SHARE=0.5", "prismsync rejects"}},
+	} {
+		got := explain(tc.err)
+		for _, w := range tc.want {
+			if !strings.Contains(got.Error(), w) {
+				t.Errorf("explain(%q) = %q, want it to mention %s", tc.err, got, w)
+			}
+		}
+		if !errors.Is(got, tc.err) || exitCode(got) != exitCode(tc.err) {
+			t.Errorf("explain(%q) lost the error's kind: %v, exit %d", tc.err, got, exitCode(got))
+		}
+	}
+	other := errors.New("boom")
+	if explain(other) != other || explain(nil) != nil {
+		t.Error("explain changed an error that names no setting")
 	}
 }

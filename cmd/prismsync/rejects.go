@@ -165,6 +165,7 @@ func retryRejects(ctx context.Context, only string, env envconfig.Lookuper, stdo
 			continue
 		}
 		sum, err := a.syncer(s).Retry(ctx, keys)
+		err = explain(err)
 		release()
 		logSummary(a.log, sum, err)
 		if err != nil {
