@@ -71,10 +71,11 @@ type Syncer struct {
 	// rejecting everything. 0 disables it. Checked after each commit, from
 	// 20 rows on.
 	MaxRejectShare float64
-	// RetryDelay is the pause before re-sending a failed job (default 5s);
-	// Sleep lets tests skip it.
+	// RetryDelay is the pause before re-sending a failed job (default 5s).
 	RetryDelay time.Duration
-	Sleep      func(ctx context.Context, d time.Duration) error
+	// Sleep, when set, takes every pause of the engine (RetryDelay, the
+	// polls while GuardWait waits), so tests need not wait.
+	Sleep func(ctx context.Context, d time.Duration) error
 	// Stopping, when closed, ends a pass after the batches in flight instead
 	// of reading further pages (graceful shutdown).
 	Stopping <-chan struct{}
@@ -281,6 +282,7 @@ func (s *Syncer) logger() *slog.Logger {
 	return s.Logger
 }
 
+// sleep pauses for d, or until ctx ends (then it returns ctx's error).
 func (s *Syncer) sleep(ctx context.Context, d time.Duration) error {
 	if s.Sleep != nil {
 		return s.Sleep(ctx, d)
