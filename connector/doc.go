@@ -1,7 +1,8 @@
 // Package connector is the sync engine: it follows one row from PostgreSQL to
 // the CRM.
 //
-//	read   a page of rows after the checkpoint, in keyset order (source.go)
+//	read   a page of rows after the checkpoint, in keyset order, up to the
+//	       pass's bound, behind which no late commit can still appear
 //	map    each row to an object with the mapping's Encoder
 //	batch  the objects into one import request body
 //	submit journal the batch, then POST it with a deterministic Idempotency-Key
@@ -15,5 +16,20 @@
 // identical bytes under the same key, which the API recognises as a replay.
 //
 // The engine talks to its collaborators through small interfaces declared
-// here (Store, API), so each can be faked or swapped in tests.
+// here (Store, API, Budget, Fingerprints), so each can be faked or swapped in
+// tests.
+//
+// The files follow the steps:
+//
+//	connector.go  the interfaces, Summary, the errors a pass ends with
+//	syncer.go     Syncer: a pass (Once), Retry, Count; settling the journal
+//	pool.go       ConfigurePool: the session settings the engine relies on
+//	horizon.go    the bound of a pass: commit horizon or value guard
+//	source.go     read: keyset pages (decode.go decodes the column values)
+//	batch.go      map, batch: request body, fingerprints, idempotency key
+//	pipeline.go   batches in flight, committed in order; bisecting
+//	deliver.go    submit, await: budget, send, poll, settle, new attempts
+//	commit.go     advance: checkpoint, rejects, fingerprints, reject share
+//	preview.go    what a pass would send, sending nothing
+//	observer.go   what the engine reports, for metrics
 package connector
