@@ -105,17 +105,18 @@ func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*so
 }
 
 // Window bounds one page read. The zero Window reads from the start with no
-// upper bound.
+// upper bound. Preview's callers set the exported fields; a pass adds the
+// Syncer's From and To and its own bound.
 type Window struct {
 	After checkpoint.Position // strictly after this (cursor, key...) position; zero = from the start
-	From  string              // with a zero After: cursor >= From ("" = no lower bound)
-	To    string              // cursor <= To ("" = no upper bound)
 	// Where is an operator's own SQL boolean expression over the source's
 	// columns (`prismsync preview --where`); it runs in the READ ONLY
 	// transaction, never in a pass.
 	Where string
 	Limit int
 
+	from string // with a zero After: cursor >= from ("" = no lower bound)
+	to   string // cursor <= to ("" = no upper bound)
 	// A pass's bound (see passBound): cursor < until, the commit horizon
 	// (text of a timestamptz); cursor <= cap, the guard for other cursor
 	// types. "" = none.
@@ -170,11 +171,11 @@ func (s *source) window(w Window) (from, where string, args []any, err error) {
 			ps = append(ps, param(k, s.types[i+1]))
 		}
 		conds = append(conds, "("+strings.Join(s.ordering, ", ")+") > ("+strings.Join(ps, ", ")+")")
-	} else if w.From != "" {
-		conds = append(conds, cursor+" >= "+param(w.From, s.types[0]))
+	} else if w.from != "" {
+		conds = append(conds, cursor+" >= "+param(w.from, s.types[0]))
 	}
-	if w.To != "" {
-		conds = append(conds, cursor+" <= "+param(w.To, s.types[0]))
+	if w.to != "" {
+		conds = append(conds, cursor+" <= "+param(w.to, s.types[0]))
 	}
 	if w.cap != "" {
 		conds = append(conds, cursor+" <= "+param(w.cap, s.types[0]))

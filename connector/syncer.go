@@ -136,7 +136,7 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 		return err
 	}
 	sum.HorizonLag = b.lag
-	w := Window{After: sum.Position, From: s.From, To: s.To, until: b.until, cap: b.cap}
+	w := Window{After: sum.Position, from: s.From, to: s.To, until: b.until, cap: b.cap}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
 	return p.run(ctx, src, enc, w)
 }
@@ -203,7 +203,7 @@ func (s *Syncer) Count(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	return src.Count(ctx, Window{From: s.From, To: s.To})
+	return src.Count(ctx, Window{from: s.From, to: s.To})
 }
 
 // settlePending finishes the batches an interrupted run left in the journal,
