@@ -13,8 +13,15 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
-// appendValue writes a driver value straight to JSON. It is the hot path for
-// bare column properties and must agree with toVal+writeVal.
+// A driver value reaches JSON one of two ways. A bare column property takes
+// appendValue, straight from the driver value to its token (the hot path, no
+// allocation). Any other property takes eval: its source is read into a val
+// (toVal), the transforms, map and type work on that, and writeVal writes
+// it. Both must write the same bytes for the same value; toVal therefore
+// reads numbers, UUIDs and infinities through appendValue, and appendValue
+// never falls back to the general path.
+
+// appendValue writes a driver value straight to JSON.
 func appendValue(dst []byte, v any, ct colType, w *wctx) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
@@ -105,13 +112,48 @@ func appendValue(dst []byte, v any, ct colType, w *wctx) ([]byte, error) {
 			}
 		}
 		return append(dst, ']'), nil
+	case pgtype.Date:
+		return appendWrapped(dst, x.Valid, x.InfinityModifier, x.Time, colType{kind: ckDate}, w)
+	case pgtype.Timestamp:
+		return appendWrapped(dst, x.Valid, x.InfinityModifier, x.Time, colType{kind: ckTimestamp}, w)
+	case pgtype.Timestamptz:
+		return appendWrapped(dst, x.Valid, x.InfinityModifier, x.Time, colType{kind: ckTimestamptz}, w)
+	case pgtype.UUID:
+		if !x.Valid {
+			return append(dst, "null"...), nil
+		}
+		return appendValue(dst, x.Bytes, ct, w)
+	case map[string]any:
+		return dst, errObject()
+	case []byte:
+		return dst, errBytea()
 	}
-	// Rare shapes (JSON objects, bytea, pgtype wrappers) take the general path.
-	vv, err := toVal(v, ct, w)
-	if err != nil {
-		return dst, err
+	return dst, errUnsupported(v)
+}
+
+// appendWrapped writes a pgtype date or timestamp wrapper as its plain
+// driver value would be written.
+func appendWrapped(dst []byte, valid bool, inf pgtype.InfinityModifier, t time.Time, ct colType, w *wctx) ([]byte, error) {
+	if !valid {
+		return append(dst, "null"...), nil
 	}
-	return writeVal(dst, vv, false, w)
+	if inf != pgtype.Finite {
+		return appendValue(dst, inf, ct, w)
+	}
+	return appendValue(dst, t, ct, w)
+}
+
+// The errors of values that cannot be property values, shared by both paths.
+func errObject() *RowError {
+	return rowErr(CodeInvalidValue, "JSON objects cannot be sent as a property value; add transform json_string")
+}
+
+func errBytea() *RowError {
+	return rowErr(CodeInvalidValue, "bytea cannot be sent as is; add transform encode(base64) or encode(hex)")
+}
+
+func errUnsupported(v any) *RowError {
+	return rowErr(CodeUnsupportedValue, "unsupported driver value of type %T", v)
 }
 
 func numericSpecial(n pgtype.Numeric) string {
@@ -298,7 +340,7 @@ func toVal(v any, ct colType, w *wctx) (val, error) {
 		}
 		return val{k: vArr, arr: arr}, nil
 	}
-	return val{}, rowErr(CodeUnsupportedValue, "unsupported driver value of type %T", v)
+	return val{}, errUnsupported(v)
 }
 
 func wrapped(valid bool, inf pgtype.InfinityModifier, t time.Time, ct colType, w *wctx) (val, error) {
@@ -357,7 +399,7 @@ func writeVal(dst []byte, v val, allowObj bool, w *wctx) ([]byte, error) {
 		return append(dst, ']'), nil
 	case vObj:
 		if !allowObj {
-			return dst, rowErr(CodeInvalidValue, "JSON objects cannot be sent as a property value; add transform json_string")
+			return dst, errObject()
 		}
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
@@ -367,7 +409,7 @@ func writeVal(dst []byte, v val, allowObj bool, w *wctx) ([]byte, error) {
 		}
 		return append(dst, bytes.TrimRight(buf.Bytes(), "\n")...), nil
 	}
-	return dst, rowErr(CodeInvalidValue, "bytea cannot be sent as is; add transform encode(base64) or encode(hex)")
+	return dst, errBytea()
 }
 
 // text is the plain string form used by templates, join, map and dedupe.
