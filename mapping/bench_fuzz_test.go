@@ -41,7 +41,7 @@ func BenchmarkEncode(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		out, _, err := e.Encode(buf[:0], row)
+		out, _, err := e.Append(buf[:0], row, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +64,7 @@ func BenchmarkEncodeFastOnly(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _, _ = e.Encode(buf[:0], row)
+		buf, _, _ = e.Append(buf[:0], row, nil)
 	}
 }
 
@@ -123,7 +123,7 @@ func FuzzEncode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, text string, i int64, fl float64, b []byte, list string) {
-		out, _, err := e.Encode([]byte("P"), []any{text, i, fl, b, list})
+		out, _, err := e.Append([]byte("P"), []any{text, i, fl, b, list}, nil)
 		if err != nil {
 			var re *RowError
 			if !errors.As(err, &re) {

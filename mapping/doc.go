@@ -8,7 +8,7 @@
 // file in one pass. Sync.Compile then binds the sync to the real column list of
 // the source query, because only the database knows the column types, and
 // rejects combinations that could never encode (for example a bytea column
-// without an encode transform). After that, Encoder.Encode is the hot path: it
+// without an encode transform). After that, Encoder.Append is the hot path: it
 // appends one object per row into a caller-owned buffer without building maps,
 // and the key order is the file order so request bodies are byte-stable.
 //

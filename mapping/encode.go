@@ -16,18 +16,14 @@ type Encoder struct {
 	ncols           int
 }
 
-// Encode appends one object {"default":{...}} (plus "list":{...} when the
+// Append appends one object {"default":{...}} (plus "list":{...} when the
 // sync has list properties) to dst. row holds the values as pgx
 // rows.Values() returns them, aligned with the columns given to Compile.
 // On an invalid row it returns dst with its original length and a *RowError.
 // dedupe is the dedupe_by property's value as a string (lower-cased when
-// case_insensitive), "" when there is none or it is NULL.
-func (e *Encoder) Encode(dst []byte, row []any) (out []byte, dedupe string, err error) {
-	return e.Append(dst, row, nil)
-}
-
-// Append is Encode with a callback for warnings about values that were sent
-// in a changed form (NaN as null, invalid UTF-8 replaced). warn may be nil.
+// case_insensitive), "" when there is none or it is NULL. warn, which may be
+// nil, hears about values that were sent in a changed form (NaN as null,
+// invalid UTF-8 replaced).
 func (e *Encoder) Append(dst []byte, row []any, warn func(Warning)) (out []byte, dedupe string, err error) {
 	if len(row) != e.ncols {
 		return dst, "", &RowError{Code: CodeInvalidRow, Message: fmt.Sprintf("row has %d values, the encoder was compiled for %d columns", len(row), e.ncols)}
