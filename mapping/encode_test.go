@@ -67,6 +67,8 @@ func typeCases() []typeCase {
 		{"double", pgtype.Float8OID, 0.1, `0.1`, ""},
 		{"double big", pgtype.Float8OID, 1e300, `1e+300`, ""},
 		{"double -Inf", pgtype.Float8OID, math.Inf(-1), `null`, WarnNonFinite},
+		{"double negative zero", pgtype.Float8OID, math.Copysign(0, -1), `-0`, ""}, // as encoding/json writes it
+		{"real negative zero", pgtype.Float4OID, float32(math.Copysign(0, -1)), `-0`, ""},
 		{"bool", pgtype.BoolOID, false, `false`, ""},
 		{"date", pgtype.DateOID, time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), `"2024-02-29"`, ""},
 		{"date infinity", pgtype.DateOID, pgtype.Infinity, `null`, WarnInfinite},
