@@ -18,6 +18,15 @@
 // the answers as findings at the same FILE:LINE:COL positions, which is why
 // the parser keeps the position of every source node.
 //
+// Files, in the order a mapping file and then a row pass through them:
+// parse.go (YAML -> File, with findings; model.go holds the types,
+// finding.go the findings), live.go (CheckSource), compile.go (a Sync and
+// the query's columns -> Encoder), encode.go (Encoder.Append: row -> object
+// bytes), eval.go (one value -> JSON: straight for a bare column, else
+// through transforms, map and type), transform.go (those steps: parsed,
+// checked statically and applied, side by side so the rules agree) and
+// json.go (the JSON token writers). fingerprint.go hashes a sync's mapping.
+//
 // The complete user reference (every key, the type encoding table, transforms
 // and defaults) lives in the README's "Mapping reference".
 package mapping
