@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -110,4 +111,14 @@ func (s *PGStore) TryLock(ctx context.Context, name string) (func(), bool, error
 	}
 	var once sync.Once
 	return func() { once.Do(closeConn) }, true, nil
+}
+
+// syncLockKey is the pg_try_advisory_lock key of a sync: a 64-bit hash of
+// the name under a prefix of our own, so it neither meets schemaLockKey nor,
+// in practice, another application's keys.
+func syncLockKey(sync string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("prismsync/sync-lease/"))
+	h.Write([]byte(sync))
+	return int64(h.Sum64())
 }
