@@ -48,9 +48,8 @@
 // that session (a dead replica frees its syncs). The key is a 64-bit FNV hash
 // of "prismsync/sync-lease/" and the sync name.
 //
-// A pool opened from a URL gets application_name=prismsync and a 60s
-// statement_timeout unless the URL sets them; a pool passed to OpenPostgres
-// is used as is and stays the caller's to close.
+// The store's pool gets application_name=prismsync and a 60s
+// statement_timeout unless the URL sets them.
 //
 // Positions are stored as PostgreSQL text (cursor and key values exactly as
 // the source database printed them). Bodies are gzip-compressed.

@@ -96,7 +96,7 @@ func TestPostgresLeaseDoesNotTakePoolSlots(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	must(t, err)
 	defer pool.Close()
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	must(t, err)
 	rel, ok, err := s.TryLock(ctx, "orgs")
 	must(t, err)

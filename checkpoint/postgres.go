@@ -21,9 +21,9 @@ type PGStore struct {
 
 var _ Store = (*PGStore)(nil)
 
-// OpenPostgres uses pool (which stays the caller's) and creates or migrates
+// openPostgres uses pool (which stays the caller's) and creates or migrates
 // the prismsync schema.
-func OpenPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
+func openPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
 	if err := migrate(ctx, pool); err != nil {
 		return nil, err
 	}
@@ -52,7 +52,7 @@ func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: connect: %w", err)
 	}
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	if err != nil {
 		pool.Close()
 		return nil, err

@@ -132,7 +132,7 @@ func TestPostgresExistingPool(t *testing.T) {
 	pool, err := pgxpool.New(ctx, pgtest.NewDB(t))
 	must(t, err)
 	defer pool.Close()
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	must(t, err)
 	must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
 	must(t, s.Close())
@@ -170,7 +170,7 @@ func TestPostgresNoDDLWhenCurrent(t *testing.T) {
 	if _, err := pool.Exec(ctx, `CREATE SCHEMA should_fail`); err == nil {
 		t.Fatal("role unexpectedly has CREATE on the database")
 	}
-	s2, err := OpenPostgres(ctx, pool)
+	s2, err := openPostgres(ctx, pool)
 	if err != nil {
 		t.Fatalf("open as a role without CREATE: %v", err)
 	}
