@@ -163,9 +163,29 @@ var (
 	// ErrClosed is returned by a FileStore after Close.
 	ErrClosed = errors.New("checkpoint store closed")
 	// ErrReadOnly is returned by the writing methods of a store opened
-	// read-only (OpenFileReadOnly).
+	// with OpenReadOnly.
 	ErrReadOnly = errors.New("checkpoint store opened read-only")
+	// ErrNoStore means OpenReadOnly found nothing to read: no checkpoint
+	// file at the path, or no schema prismsync in the database. Nothing
+	// has written a checkpoint there yet.
+	ErrNoStore = errors.New("checkpoint store does not exist")
 )
+
+// noStoreError says what OpenReadOnly looked for and did not find. It
+// matches ErrNoStore, and its cause (a file's fs.ErrNotExist) if any.
+type noStoreError struct {
+	what string // "file /var/lib/prismsync/checkpoint.json", "schema prismsync"
+	err  error
+}
+
+func (e *noStoreError) Error() string { return "checkpoint: " + e.what + " does not exist" }
+
+func (e *noStoreError) Unwrap() []error {
+	if e.err == nil {
+		return []error{ErrNoStore}
+	}
+	return []error{ErrNoStore, e.err}
+}
 
 // MissingCheckpointError is the detailed form of ErrCheckpointMissing.
 type MissingCheckpointError struct {

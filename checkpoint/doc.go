@@ -15,7 +15,10 @@
 //
 // Two stores implement the same Store interface and pass the same
 // conformance tests. Open picks one from a spec: "postgres" (the default) or
-// "file:PATH".
+// "file:PATH". OpenReadOnly opens either for commands that only look
+// ("prismsync status", "preview"): it creates, migrates and locks nothing,
+// its writing methods fail with ErrReadOnly, and a store nothing has
+// written yet (no file, no schema) is ErrNoStore.
 //
 // # PostgreSQL store
 //
@@ -23,7 +26,9 @@
 // Creation and migration run in one transaction under
 // pg_advisory_xact_lock(0x707269736d73796e), so any number of processes may
 // open the store at once; when the schema is already current no DDL runs, so
-// a role without CREATE may use a schema an administrator prepared.
+// a role without CREATE may use a schema an administrator prepared. A
+// read-only store needs the schema at exactly SchemaVersion and runs its
+// sessions with default_transaction_read_only.
 //
 //	prismsync.schema_version  one row per applied migration (version, applied_at);
 //	                          a version above SchemaVersion() is ErrUnsupportedVersion
@@ -104,7 +109,7 @@
 // PATH.lock; a second opener, in this or another process, fails with
 // ErrLocked. The lock file is left in place on Close on purpose. That lock
 // already keeps other processes out, so TryLock only keeps two holders in
-// this process apart. OpenFileReadOnly reads a snapshot without the lock (for
+// this process apart. OpenReadOnly reads a snapshot without the lock (for
 // "prismsync status" next to a running daemon).
 //
 //	{

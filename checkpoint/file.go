@@ -24,7 +24,7 @@ type FileStore struct {
 
 	mu       sync.RWMutex
 	lock     *os.File // flock held while open; nil after Close
-	readOnly bool     // OpenFileReadOnly: no lock, no writes
+	readOnly bool     // OpenReadOnly: no lock, no writes
 	closed   bool
 	st       fileState
 	leases   map[string]bool // syncs leased through TryLock (guarded by mu)
@@ -66,16 +66,19 @@ func OpenFile(path string) (*FileStore, error) {
 	return s, nil
 }
 
-// OpenFileReadOnly reads the checkpoint file at path without taking its lock,
+// openFileReadOnly reads the checkpoint file at path without taking its lock,
 // so "prismsync status" can look while a daemon holds it. The store is a
 // snapshot of the file as it was when opened (the daemon replaces the file by
 // rename, so the snapshot is always one complete document); its writing
 // methods fail with ErrReadOnly.
-func OpenFileReadOnly(path string) (*FileStore, error) {
+func openFileReadOnly(path string) (*FileStore, error) {
 	if path == "" {
 		return nil, fmt.Errorf("checkpoint: empty checkpoint file path")
 	}
 	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &noStoreError{what: "file " + path, err: err}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read %s: %w", path, err)
 	}

@@ -22,6 +22,15 @@ func TestOpenSpec(t *testing.T) {
 		{spec: "sqlite:x.db", wantErr: `unknown store "sqlite:x.db"`},
 		{spec: "Postgres", wantErr: "unknown store"},
 	} {
+		if tc.wantErr != "" {
+			// OpenReadOnly reads specs the same way.
+			if r, err := OpenReadOnly(ctx, tc.spec, tc.dsn); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("OpenReadOnly(%q) = %v, want error containing %q", tc.spec, err, tc.wantErr)
+				if r != nil {
+					r.Close()
+				}
+			}
+		}
 		s, err := Open(ctx, tc.spec, tc.dsn)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {

@@ -14,9 +14,10 @@ import (
 
 // PGStore keeps checkpoints in schema prismsync of a PostgreSQL database.
 type PGStore struct {
-	pool    *pgxpool.Pool
-	ownPool bool // Close closes the pool only if Open created it
-	now     func() time.Time
+	pool     *pgxpool.Pool
+	ownPool  bool // Close closes the pool only if Open created it
+	readOnly bool // OpenReadOnly: no DDL, no writes
+	now      func() time.Time
 }
 
 var _ Store = (*PGStore)(nil)
@@ -31,6 +32,36 @@ func openPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
 }
 
 func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
+	pool, err := connect(ctx, dsn, false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openPostgres(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// openPostgresReadOnly opens a store on a schema that must already be at
+// SchemaVersion; it never runs DDL, and its sessions are read-only too.
+func openPostgresReadOnly(ctx context.Context, dsn string) (*PGStore, error) {
+	pool, err := connect(ctx, dsn, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &PGStore{pool: pool, ownPool: true, readOnly: true, now: time.Now}, nil
+}
+
+// connect opens a pool on dsn with the session settings the store wants
+// unless the URL sets them.
+func connect(ctx context.Context, dsn string, readOnly bool) (*pgxpool.Pool, error) {
 	if dsn == "" {
 		return nil, errors.New("checkpoint: postgres store needs a database URL (DATABASE_URL is empty)")
 	}
@@ -48,17 +79,24 @@ func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
 	if _, ok := rp["statement_timeout"]; !ok {
 		rp["statement_timeout"] = "60000" // ms; a checkpoint query that hangs longer is a stuck lock
 	}
+	if readOnly {
+		// Belt and braces: a write that slipped past ErrReadOnly fails in
+		// the database instead of changing it.
+		rp["default_transaction_read_only"] = "on"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: connect: %w", err)
 	}
-	s, err := openPostgres(ctx, pool)
-	if err != nil {
-		pool.Close()
-		return nil, err
+	return pool, nil
+}
+
+// writable refuses writes to a store opened read-only.
+func (s *PGStore) writable() error {
+	if s.readOnly {
+		return ErrReadOnly
 	}
-	s.ownPool = true
-	return s, nil
+	return nil
 }
 
 // Close closes the pool if Open created it.
@@ -121,6 +159,9 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	z, err := compress(b.Body)
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
@@ -150,6 +191,9 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 // SetJobID implements Store.
 func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE prismsync.journal SET job_id = $3 WHERE sync = $1 AND batch_key = $2`, sync, key, jobID)
@@ -209,6 +253,9 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 	if err := checkSync(sync); err != nil {
 		return err
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key); err != nil {
 		return fmt.Errorf("checkpoint: drop batch %q of sync %q: %w", key, sync, err)
 	}
@@ -219,6 +266,9 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 // before rejects are upserted, so a row in both ends up rejected.
 func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	now := stamp(s.now())
@@ -327,6 +377,9 @@ func (s *PGStore) Syncs(ctx context.Context) ([]string, error) {
 // Forget implements Store.
 func (s *PGStore) Forget(ctx context.Context, sync string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}

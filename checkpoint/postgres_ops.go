@@ -16,6 +16,9 @@ func (s *PGStore) RecordRun(ctx context.Context, sync string, r Run) error {
 	if err := checkSync(sync); err != nil {
 		return err
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	r = normRun(r)
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO prismsync.runs (sync, started_at, finished_at, ok, error, row_count, sent_count)
@@ -56,6 +59,9 @@ func (s *PGStore) AddRequests(ctx context.Context, month string, n int) error {
 	}
 	if n == 0 {
 		return nil
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO prismsync.request_counts AS c (month, requests) VALUES ($1, $2)

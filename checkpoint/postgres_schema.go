@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -100,9 +101,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
 		return fmt.Errorf("checkpoint: lock schema: %w", err)
 	}
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('prismsync.schema_version') IS NOT NULL`).Scan(&exists); err != nil {
-		return fmt.Errorf("checkpoint: inspect schema: %w", err)
+	current, exists, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return err
 	}
 	if !exists {
 		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS prismsync`); err != nil {
@@ -115,13 +116,8 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 			return fmt.Errorf("checkpoint: create prismsync.schema_version: %w", err)
 		}
 	}
-	var current int
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM prismsync.schema_version`).Scan(&current); err != nil {
-		return fmt.Errorf("checkpoint: read schema version: %w", err)
-	}
 	if current > len(migrations) {
-		return fmt.Errorf("checkpoint: schema prismsync is at version %d but this prismsync understands up to %d; use a newer prismsync: %w",
-			current, len(migrations), ErrUnsupportedVersion)
+		return errSchemaTooNew(current)
 	}
 	if current == len(migrations) {
 		return nil // read-only transaction; rollback is fine
@@ -138,4 +134,45 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("checkpoint: commit schema migration: %w", err)
 	}
 	return nil
+}
+
+// checkSchema is what a read-only store needs instead of migrate: schema
+// prismsync at exactly SchemaVersion. It changes nothing; an older schema
+// is refused because its tables lack what this version reads.
+func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
+	current, exists, err := schemaVersion(ctx, pool)
+	switch {
+	case err != nil:
+		return err
+	case !exists:
+		return &noStoreError{what: "schema prismsync"}
+	case current > len(migrations):
+		return errSchemaTooNew(current)
+	case current < len(migrations):
+		return fmt.Errorf("checkpoint: schema prismsync is at version %d, older than the %d this prismsync reads; "+
+			"opening it for writing migrates it: %w", current, len(migrations), ErrUnsupportedVersion)
+	}
+	return nil
+}
+
+// schemaVersion reads the version of schema prismsync; exists is false
+// when there is no schema_version table yet.
+func schemaVersion(ctx context.Context, q interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}) (current int, exists bool, err error) {
+	if err := q.QueryRow(ctx, `SELECT to_regclass('prismsync.schema_version') IS NOT NULL`).Scan(&exists); err != nil {
+		return 0, false, fmt.Errorf("checkpoint: inspect schema: %w", err)
+	}
+	if !exists {
+		return 0, false, nil
+	}
+	if err := q.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM prismsync.schema_version`).Scan(&current); err != nil {
+		return 0, false, fmt.Errorf("checkpoint: read schema version: %w", err)
+	}
+	return current, true, nil
+}
+
+func errSchemaTooNew(current int) error {
+	return fmt.Errorf("checkpoint: schema prismsync is at version %d but this prismsync understands up to %d; use a newer prismsync: %w",
+		current, len(migrations), ErrUnsupportedVersion)
 }
