@@ -204,13 +204,20 @@ func (e *MissingCheckpointError) Error() string {
 
 func (e *MissingCheckpointError) Unwrap() error { return ErrCheckpointMissing }
 
+// stateSep joins a sync name and the purpose of a state kept apart from the
+// sync's own (SYNC~PURPOSE). Mapping sync names cannot contain it.
+const stateSep = "~"
+
+// BackfillState is the name a backfill of sync keeps its own position under
+// ("people~backfill"), so the sync's live checkpoint does not move.
+func BackfillState(sync string) string { return sync + stateSep + "backfill" }
+
 // RejectOwner is the sync whose rejects a commit under name records and
-// resolves. A state name of the form SYNC~PURPOSE (a backfill's own
-// position, "people~backfill") is not a sync of its own: its rejects belong
-// to SYNC, so that they show up in, and are retried with, SYNC's rejects,
-// and outlive the backfill's position. Mapping sync names cannot contain "~".
+// resolves. A state name of the form SYNC~PURPOSE (see BackfillState) is not
+// a sync of its own: its rejects belong to SYNC, so that they show up in,
+// and are retried with, SYNC's rejects, and outlive the backfill's position.
 func RejectOwner(name string) string {
-	if i := strings.IndexByte(name, '~'); i > 0 {
+	if i := strings.Index(name, stateSep); i > 0 {
 		return name[:i]
 	}
 	return name

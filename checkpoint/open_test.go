@@ -77,3 +77,16 @@ func TestPositionIsZero(t *testing.T) {
 		}
 	}
 }
+
+// The backfill state name is stored, so it must never change; its rejects
+// belong to the sync.
+func TestBackfillState(t *testing.T) {
+	if got := BackfillState("people"); got != "people~backfill" {
+		t.Errorf("BackfillState(people) = %q, want people~backfill", got)
+	}
+	for name, owner := range map[string]string{BackfillState("people"): "people", "people": "people", "~x": "~x"} {
+		if got := RejectOwner(name); got != owner {
+			t.Errorf("RejectOwner(%q) = %q, want %q", name, got, owner)
+		}
+	}
+}
