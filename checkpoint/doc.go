@@ -20,6 +20,14 @@
 // its writing methods fail with ErrReadOnly, and a store nothing has
 // written yet (no file, no schema) is ErrNoStore.
 //
+// Files: checkpoint.go (the types, Store, errors and state names), open.go
+// (Open, OpenReadOnly), conventions.go (what both stores check and
+// normalise alike), fingerprints.go and compress.go (shared by both);
+// postgres.go (PGStore: open and the core methods), postgres_schema.go
+// (migrations), postgres_ops.go (runs, request counts, leases),
+// postgres_fingerprints.go; file.go, file_format.go (the JSON document),
+// file_ops.go, file_fingerprints.go and file_lock_*.go (flock).
+//
 // # PostgreSQL store
 //
 // Tables live in schema prismsync of the database (created on first use).
