@@ -241,7 +241,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Import submits one batch: body (see EncodeImportBody) is POSTed to
+// Import submits one batch: body (see EncodeImportBodyShared) is POSTed to
 // /v2/prism/{teamId}/{object}/import under idempotencyKey, and retried on
 // 408, 429, 5xx, network errors and cut-off 2xx bodies with the same key and
 // the same bytes. The returned Job is final when the import ran synchronously;
@@ -256,8 +256,8 @@ func (c *Client) Import(ctx context.Context, object, idempotencyKey string, body
 		return nil, fmt.Errorf("prism: import: idempotency key must be 1-255 characters, got %d", n)
 	}
 	// A full json.Valid over a multi-megabyte body cost 8% of a sync's
-	// CPU; the body comes from EncodeImportBody, whose output is fuzzed to
-	// be valid JSON, so only its outline is checked here.
+	// CPU; the body comes from EncodeImportBodyShared, whose output is
+	// fuzzed to be valid JSON, so only its outline is checked here.
 	if t := bytes.TrimSpace(body); len(t) < 2 || t[0] != '{' || t[len(t)-1] != '}' {
 		return nil, errors.New("prism: import: body is not a JSON object")
 	}
