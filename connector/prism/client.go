@@ -18,18 +18,23 @@ import (
 	"github.com/google/uuid"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields. These three are exported
+// for callers that report or scale them (the benchmark does).
 const (
-	DefaultBaseURL         = "https://developers.micro.so"
 	DefaultRateLimit       = 10 // requests per second, the documented per-key limit
-	DefaultMaxAttempts     = 5
-	DefaultMaxElapsed      = 10 * time.Minute
-	DefaultBackoffBase     = 500 * time.Millisecond
-	DefaultBackoffMax      = 30 * time.Second
-	DefaultMaxRetryAfter   = 5 * time.Minute
 	DefaultFirstPoll       = 2 * time.Second
 	DefaultMaxPollInterval = 30 * time.Second
-	DefaultTimeout         = 60 * time.Second
+)
+
+// The other defaults of New; Config's field comments name them.
+const (
+	defaultBaseURL       = "https://developers.micro.so"
+	defaultMaxAttempts   = 5
+	defaultMaxElapsed    = 10 * time.Minute
+	defaultBackoffBase   = 500 * time.Millisecond
+	defaultBackoffMax    = 30 * time.Second
+	defaultMaxRetryAfter = 5 * time.Minute
+	defaultTimeout       = 60 * time.Second
 )
 
 const (
@@ -41,9 +46,9 @@ const (
 	maxResponseBody = 64 << 20
 )
 
-// Config configures a Client. Zero fields get the defaults above.
+// Config configures a Client. Zero fields get the defaults named here.
 type Config struct {
-	BaseURL string // default DefaultBaseURL
+	BaseURL string // default https://developers.micro.so
 	APIKey  string // sent as x-api-key; never logged
 	TeamID  string // UUID from Settings → API
 
@@ -55,25 +60,30 @@ type Config struct {
 
 	// RateLimit is the client-side limit in requests per second for every
 	// request (imports, polls, retries): at most that many start in any one
-	// second (see windowLimiter); negative disables it.
+	// second (see windowLimiter); negative disables it. Default
+	// DefaultRateLimit.
 	RateLimit float64
 
 	// MaxAttempts bounds the attempts of one request (first try + retries);
 	// MaxElapsed bounds the time spent on them, including backoff. A retry
-	// whose delay would overrun MaxElapsed is not made.
+	// whose delay would overrun MaxElapsed is not made. Defaults 5 and 10
+	// minutes.
 	MaxAttempts int
 	MaxElapsed  time.Duration
 	// Backoff before retry n (n = 1, 2, ...) is BackoffBase·2^(n-1), capped
-	// at BackoffMax, minus up to 25 % random jitter.
+	// at BackoffMax, minus up to 25 % random jitter. Defaults 500 ms and
+	// 30 s.
 	BackoffBase, BackoffMax time.Duration
 	// MaxRetryAfter caps how long a server-requested Retry-After is honoured;
 	// a longer request ends the retries with the *APIError (RetryAfter set),
 	// so the caller can schedule the batch instead of holding a goroutine.
+	// Default 5 minutes.
 	MaxRetryAfter time.Duration
 
 	// FirstPoll is the delay before the first poll of an async job (raised
 	// to the learned typical job duration once jobs have been seen), after
-	// which the interval doubles up to MaxPollInterval.
+	// which the interval doubles up to MaxPollInterval. Defaults
+	// DefaultFirstPoll and DefaultMaxPollInterval.
 	FirstPoll, MaxPollInterval time.Duration
 
 	// Sleep waits d or until ctx is done; injectable so tests run instantly.
@@ -123,7 +133,7 @@ var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // New validates cfg, applies defaults and returns a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+		cfg.BaseURL = defaultBaseURL
 	}
 	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
 	if err != nil {
@@ -157,17 +167,17 @@ func New(cfg Config) (*Client, error) {
 			*d = v
 		}
 	}
-	def(&cfg.MaxElapsed, DefaultMaxElapsed)
-	def(&cfg.BackoffBase, DefaultBackoffBase)
-	def(&cfg.BackoffMax, DefaultBackoffMax)
-	def(&cfg.MaxRetryAfter, DefaultMaxRetryAfter)
+	def(&cfg.MaxElapsed, defaultMaxElapsed)
+	def(&cfg.BackoffBase, defaultBackoffBase)
+	def(&cfg.BackoffMax, defaultBackoffMax)
+	def(&cfg.MaxRetryAfter, defaultMaxRetryAfter)
 	def(&cfg.FirstPoll, DefaultFirstPoll)
 	def(&cfg.MaxPollInterval, DefaultMaxPollInterval)
 	if cfg.MaxPollInterval < cfg.FirstPoll {
 		cfg.MaxPollInterval = cfg.FirstPoll
 	}
 	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
+		cfg.MaxAttempts = defaultMaxAttempts
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
@@ -185,7 +195,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
 	} else {
-		hc.Timeout = DefaultTimeout
+		hc.Timeout = defaultTimeout
 	}
 	if hc.CheckRedirect == nil {
 		hc.CheckRedirect = sameHostRedirect

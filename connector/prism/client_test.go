@@ -646,7 +646,7 @@ func TestNewValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.base.String() != DefaultBaseURL || c.hc.Timeout != DefaultTimeout || !strings.HasPrefix(c.userAgent, "prismsync/") {
+	if c.base.String() != defaultBaseURL || c.hc.Timeout != defaultTimeout || !strings.HasPrefix(c.userAgent, "prismsync/") {
 		t.Errorf("defaults: base %s timeout %v ua %q", c.base, c.hc.Timeout, c.userAgent)
 	}
 }
