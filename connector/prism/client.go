@@ -237,6 +237,8 @@ func moduleVersion() string {
 	return "dev"
 }
 
+// sleepCtx waits d or until ctx is done, whichever comes first; it is the
+// default Config.Sleep and the rate limiter's wait.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
