@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -348,8 +349,8 @@ func TestBackoffGrowsAndGivesUp(t *testing.T) {
 	if IsPermanent(err) || !ae.Temporary() {
 		t.Errorf("exhausted 5xx must not be permanent: %v", err)
 	}
-	if !strings.Contains(err.Error(), "giving up after 4 attempts") {
-		t.Errorf("err = %v", err)
+	if !strings.HasPrefix(err.Error(), "prism: import: giving up after 4 attempts: HTTP 504") || strings.Count(err.Error(), "prism:") != 1 {
+		t.Errorf("err = %v, want the operation named once, then the last answer", err)
 	}
 	sleeps := clk.Sleeps()
 	bounds := [][2]time.Duration{{750 * time.Millisecond, time.Second}, {1500 * time.Millisecond, 2 * time.Second}, {2250 * time.Millisecond, 3 * time.Second}}
@@ -451,6 +452,9 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantInMsg) {
 				t.Errorf("error %q lacks %q", err, tt.wantInMsg)
+			}
+			if want := fmt.Sprintf("prism: import: HTTP %d", tt.status); !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "prism:") != 1 {
+				t.Errorf("error %q does not start with %q, or names prism twice", err, want)
 			}
 			if ae.Code != tt.wantCode || ae.RequestID != tt.wantReq {
 				t.Errorf("code %q request id %q", ae.Code, ae.RequestID)

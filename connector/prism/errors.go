@@ -20,17 +20,17 @@ var (
 	// or the job expired (jobs are kept for 7 days). The two cases cannot be
 	// told apart, so per-row outcomes must be stored as soon as a job is
 	// terminal. Test with errors.Is.
-	ErrJobNotFound = errors.New("prism: import job not found or expired")
+	ErrJobNotFound = errors.New("import job not found or expired")
 
 	// ErrKeyInUse reports an Import with an Idempotency-Key that another
 	// Import on the same Client is still sending; two attempts with one key
 	// at once have undocumented server behaviour, so the client refuses.
-	ErrKeyInUse = errors.New("prism: idempotency key already in flight")
+	ErrKeyInUse = errors.New("idempotency key already in flight")
 
 	// ErrUnexpectedResponse reports a well-formed JSON answer that does not
 	// look like an import job (for example no "status"). Retrying would only
 	// replay it, so it is permanent.
-	ErrUnexpectedResponse = errors.New("prism: unexpected response")
+	ErrUnexpectedResponse = errors.New("unexpected response")
 )
 
 // maxErrorBody bounds APIError.Body so a large HTML error page does not end
@@ -60,10 +60,11 @@ type FieldError struct {
 	Code    string `json:"code,omitempty"`
 }
 
-// Error describes the failure and what to do about it.
+// Error describes the answer and what to do about it. The Client's error
+// around it names the operation ("prism: import: HTTP 400 ...").
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "prism: %s: HTTP %d", e.Op, e.Status)
+	fmt.Fprintf(&b, "HTTP %d", e.Status)
 	if e.Code != "" {
 		fmt.Fprintf(&b, " %s", e.Code)
 	}
