@@ -17,6 +17,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/mapping"
 )
 
@@ -90,6 +91,21 @@ func exitCode(err error) int {
 	}
 }
 
+// withHint adds the settings to check to an API answer that points at them:
+// prism reports those answers in its own terms, cmd knows the variables.
+func withHint(err error) error {
+	hint := ""
+	switch {
+	case prism.IsUnauthorized(err):
+		hint = "check MICRO_API_KEY / MICRO_TEAM_ID"
+	case prism.IsEndpointNotFound(err):
+		hint = "check MICRO_BASE_URL, MICRO_TEAM_ID and the sync's target object"
+	default:
+		return err
+	}
+	return fmt.Errorf("%w (%s)", err, hint)
+}
+
 const usage = `prismsync keeps Micro CRM objects in step with PostgreSQL rows.
 
 Usage:
@@ -123,6 +139,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
 
 // Run executes one prismsync command.
 func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	return withHint(run(ctx, args, env, stdout, stderr))
+}
+
+func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return &usageError{errors.New("no command given")}

@@ -146,10 +146,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("prism: config: base URL: must not carry credentials, query or fragment")
 	}
 	if _, err := uuid.Parse(cfg.TeamID); err != nil {
-		return nil, fmt.Errorf("prism: config: team id %q is not a UUID (MICRO_TEAM_ID)", cfg.TeamID)
+		return nil, fmt.Errorf("prism: config: team id %q is not a UUID", cfg.TeamID)
 	}
 	if strings.TrimSpace(cfg.APIKey) == "" {
-		return nil, errors.New("prism: config: API key is empty (MICRO_API_KEY)")
+		return nil, errors.New("prism: config: API key is empty")
 	}
 	for name, d := range map[string]time.Duration{
 		"MaxElapsed": cfg.MaxElapsed, "BackoffBase": cfg.BackoffBase, "BackoffMax": cfg.BackoffMax,
