@@ -12,22 +12,14 @@ import (
 // an error.
 func Open(ctx context.Context, spec string, dsn string) (Store, error) {
 	path, err := filePath(spec)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case path == "":
+		return asStore(openPostgresDSN(ctx, dsn))
+	default:
+		return asStore(OpenFile(path))
 	}
-	// Not direct returns: a nil *PGStore would become a non-nil Store.
-	if path == "" {
-		s, err := openPostgresDSN(ctx, dsn)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	}
-	s, err := OpenFile(path)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // OpenReadOnly opens the store named by spec, as Open does, for reading
@@ -39,17 +31,19 @@ func Open(ctx context.Context, spec string, dsn string) (Store, error) {
 // matching ErrNoStore.
 func OpenReadOnly(ctx context.Context, spec string, dsn string) (Store, error) {
 	path, err := filePath(spec)
-	if err != nil {
+	switch {
+	case err != nil:
 		return nil, err
+	case path == "":
+		return asStore(openPostgresReadOnly(ctx, dsn))
+	default:
+		return asStore(openFileReadOnly(path))
 	}
-	if path == "" {
-		s, err := openPostgresReadOnly(ctx, dsn)
-		if err != nil {
-			return nil, err
-		}
-		return s, nil
-	}
-	s, err := openFileReadOnly(path)
+}
+
+// asStore returns a nil Store on error: a nil *PGStore or *FileStore would
+// become a non-nil Store.
+func asStore[S Store](s S, err error) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
