@@ -15,7 +15,18 @@
 //
 // Two stores implement the same Store interface and pass the same
 // conformance tests. Open picks one from a spec: "postgres" (the default) or
-// "file:PATH".
+// "file:PATH". OpenReadOnly opens either for commands that only look
+// ("prismsync status", "preview"): it creates, migrates and locks nothing,
+// its writing methods fail with ErrReadOnly, and a store nothing has
+// written yet (no file, no schema) is ErrNoStore.
+//
+// Files: checkpoint.go (the types, Store, errors and state names), open.go
+// (Open, OpenReadOnly), conventions.go (what both stores check and
+// normalise alike), fingerprints.go and compress.go (shared by both);
+// postgres.go (PGStore: open and the core methods), postgres_schema.go
+// (migrations), postgres_ops.go (runs, request counts, leases),
+// postgres_fingerprints.go; file.go, file_format.go (the JSON document),
+// file_ops.go, file_fingerprints.go and file_lock_*.go (flock).
 //
 // # PostgreSQL store
 //
@@ -23,7 +34,9 @@
 // Creation and migration run in one transaction under
 // pg_advisory_xact_lock(0x707269736d73796e), so any number of processes may
 // open the store at once; when the schema is already current no DDL runs, so
-// a role without CREATE may use a schema an administrator prepared.
+// a role without CREATE may use a schema an administrator prepared. A
+// read-only store needs the schema at exactly SchemaVersion and runs its
+// sessions with default_transaction_read_only.
 //
 //	prismsync.schema_version  one row per applied migration (version, applied_at);
 //	                          a version above SchemaVersion() is ErrUnsupportedVersion
@@ -48,9 +61,8 @@
 // that session (a dead replica frees its syncs). The key is a 64-bit FNV hash
 // of "prismsync/sync-lease/" and the sync name.
 //
-// A pool opened from a URL gets application_name=prismsync and a 60s
-// statement_timeout unless the URL sets them; a pool passed to OpenPostgres
-// is used as is and stays the caller's to close.
+// The store's pool gets application_name=prismsync and a 60s
+// statement_timeout unless the URL sets them.
 //
 // Positions are stored as PostgreSQL text (cursor and key values exactly as
 // the source database printed them). Bodies are gzip-compressed.
@@ -105,7 +117,7 @@
 // PATH.lock; a second opener, in this or another process, fails with
 // ErrLocked. The lock file is left in place on Close on purpose. That lock
 // already keeps other processes out, so TryLock only keeps two holders in
-// this process apart. OpenFileReadOnly reads a snapshot without the lock (for
+// this process apart. OpenReadOnly reads a snapshot without the lock (for
 // "prismsync status" next to a running daemon).
 //
 //	{

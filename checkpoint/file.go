@@ -1,9 +1,7 @@
 package checkpoint
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -16,10 +14,6 @@ import (
 	"time"
 )
 
-// fileVersion is the format version written to, and the only one read from,
-// the "version" field of a checkpoint file.
-const fileVersion = 1
-
 // FileStore keeps checkpoints in one JSON document. Every change rewrites the
 // whole document (temp file, fsync, rename, fsync of the directory), so a
 // crash leaves either the old or the new document, never a mix. That makes it
@@ -30,92 +24,13 @@ type FileStore struct {
 
 	mu       sync.RWMutex
 	lock     *os.File // flock held while open; nil after Close
-	readOnly bool     // OpenFileReadOnly: no lock, no writes
+	readOnly bool     // OpenReadOnly: no lock, no writes
 	closed   bool
 	st       fileState
 	leases   map[string]bool // syncs leased through TryLock (guarded by mu)
 }
 
 var _ Store = (*FileStore)(nil)
-
-// fileState is the in-memory form. Updates never modify a slice or inner map
-// in place: they build new ones, so a shallow clone is a snapshot to return to
-// when writing fails.
-type fileState struct {
-	positions map[string]filePosition
-	history   map[string]fileHistory
-	journal   map[string][]fileBatch           // per sync, in Pending order
-	rejects   map[string]map[string]fileReject // per sync, by rejectKey
-	runs      map[string]fileRun
-	requests  map[string]int // per month
-	// fingerprints per sync, by fingerprintKey; sums are never modified in
-	// place either.
-	fingerprints map[string]map[string][]byte
-	nextSeq      int64
-}
-
-// fileDoc is the on-disk document.
-type fileDoc struct {
-	Version   int                     `json:"version"`
-	NextSeq   int64                   `json:"next_seq"`
-	Positions map[string]filePosition `json:"positions"`
-	History   map[string]fileHistory  `json:"history"`
-	Journal   map[string][]fileBatch  `json:"journal"`
-	Rejects   map[string][]fileReject `json:"rejects"`
-	// Added after version 1 without a version bump: an older prismsync
-	// ignores (and drops) them, losing only status information.
-	Runs     map[string]fileRun `json:"runs,omitempty"`
-	Requests map[string]int     `json:"requests,omitempty"`
-	// Per sync, fingerprintKey -> base64 sum. An older prismsync drops
-	// them; the rows are then sent once more, nothing is lost.
-	Fingerprints map[string]map[string][]byte `json:"fingerprints,omitempty"`
-}
-
-type fileRun struct {
-	Started  time.Time `json:"started"`
-	Finished time.Time `json:"finished"`
-	OK       bool      `json:"ok"`
-	Error    string    `json:"error,omitempty"`
-	Rows     int       `json:"rows"`
-	Sent     int       `json:"sent"`
-}
-
-type filePosition struct {
-	Position    Position  `json:"position"`
-	Fingerprint string    `json:"fingerprint"`
-	Batches     int64     `json:"batches"`
-	UpdatedAt   time.Time `json:"updated_at"`
-}
-
-type fileHistory struct {
-	Commits     int64     `json:"commits"`
-	FirstCommit time.Time `json:"first_commit"`
-	LastCommit  time.Time `json:"last_commit"`
-}
-
-type fileBatch struct {
-	Key       string     `json:"key"`
-	Seq       int64      `json:"seq"` // insertion order, the tie-break after CreatedAt
-	Attempt   int        `json:"attempt"`
-	From      Position   `json:"from"`
-	To        Position   `json:"to"`
-	Rows      int        `json:"rows"`
-	BodyGzip  []byte     `json:"body_gzip"` // base64 of the gzip stream
-	Object    string     `json:"object"`
-	JobID     string     `json:"job_id"`
-	CreatedAt time.Time  `json:"created_at"`
-	RowKeys   [][]string `json:"row_keys,omitempty"`
-}
-
-type fileReject struct {
-	RowKey    []string  `json:"row_key"`
-	Code      string    `json:"code"`
-	Message   string    `json:"message"`
-	Payload   []byte    `json:"payload"`
-	Attempts  int       `json:"attempts"`
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
-}
 
 // OpenFile opens (creating if missing) the checkpoint file at path and holds
 // the lock file path+".lock" until Close. A file that cannot be decoded is an
@@ -151,163 +66,27 @@ func OpenFile(path string) (*FileStore, error) {
 	return s, nil
 }
 
-func emptyState() fileState {
-	return fileState{
-		positions:    map[string]filePosition{},
-		history:      map[string]fileHistory{},
-		journal:      map[string][]fileBatch{},
-		rejects:      map[string]map[string]fileReject{},
-		runs:         map[string]fileRun{},
-		requests:     map[string]int{},
-		fingerprints: map[string]map[string][]byte{},
-		nextSeq:      1,
+// openFileReadOnly reads the checkpoint file at path without taking its lock,
+// so "prismsync status" can look while a daemon holds it. The store is a
+// snapshot of the file as it was when opened (the daemon replaces the file by
+// rename, so the snapshot is always one complete document); its writing
+// methods fail with ErrReadOnly.
+func openFileReadOnly(path string) (*FileStore, error) {
+	if path == "" {
+		return nil, fmt.Errorf("checkpoint: empty checkpoint file path")
 	}
-}
-
-func (st fileState) clone() fileState {
-	return fileState{
-		positions:    maps.Clone(st.positions),
-		history:      maps.Clone(st.history),
-		journal:      maps.Clone(st.journal),
-		rejects:      maps.Clone(st.rejects),
-		runs:         maps.Clone(st.runs),
-		requests:     maps.Clone(st.requests),
-		fingerprints: maps.Clone(st.fingerprints),
-		nextSeq:      st.nextSeq,
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &noStoreError{what: "file " + path, err: err}
 	}
-}
-
-// decodeFile parses a checkpoint document. Errors wrap ErrCorrupt or
-// ErrUnsupportedVersion; the caller adds the path.
-func decodeFile(data []byte) (fileState, error) {
-	var head struct {
-		Version *int `json:"version"`
-	}
-	if err := json.Unmarshal(data, &head); err != nil {
-		return fileState{}, fmt.Errorf("%w: %v (restore it from a backup; it is never treated as empty)", ErrCorrupt, err)
-	}
-	if head.Version == nil {
-		return fileState{}, fmt.Errorf("%w: no \"version\" field", ErrCorrupt)
-	}
-	if *head.Version != fileVersion {
-		return fileState{}, fmt.Errorf("format version %d, this prismsync reads version %d only; use a newer prismsync: %w",
-			*head.Version, fileVersion, ErrUnsupportedVersion)
-	}
-	var doc fileDoc
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return fileState{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
-	}
-	st := emptyState()
-	st.nextSeq = max(doc.NextSeq, 1)
-	for sync, p := range doc.Positions {
-		if sync == "" {
-			return fileState{}, fmt.Errorf("%w: position with an empty sync name", ErrCorrupt)
-		}
-		p.Position = normPos(p.Position)
-		st.positions[sync] = p
-	}
-	for sync, h := range doc.History {
-		if sync == "" {
-			return fileState{}, fmt.Errorf("%w: history with an empty sync name", ErrCorrupt)
-		}
-		st.history[sync] = h
-	}
-	for sync, bs := range doc.Journal {
-		seen := map[string]bool{}
-		out := make([]fileBatch, 0, len(bs))
-		for _, b := range bs {
-			if sync == "" || b.Key == "" || seen[b.Key] {
-				return fileState{}, fmt.Errorf("%w: journal of sync %q: empty or duplicate batch key %q", ErrCorrupt, sync, b.Key)
-			}
-			seen[b.Key] = true
-			b.From, b.To = normPos(b.From), normPos(b.To)
-			st.nextSeq = max(st.nextSeq, b.Seq+1)
-			out = append(out, b)
-		}
-		sortJournal(out)
-		if len(out) > 0 {
-			st.journal[sync] = out
-		}
-	}
-	for sync, r := range doc.Runs {
-		if sync == "" {
-			return fileState{}, fmt.Errorf("%w: run with an empty sync name", ErrCorrupt)
-		}
-		st.runs[sync] = r
-	}
-	for month, n := range doc.Requests {
-		if checkMonth(month) != nil || n < 0 {
-			return fileState{}, fmt.Errorf("%w: request count %q: %d", ErrCorrupt, month, n)
-		}
-		st.requests[month] = n
-	}
-	for sync, m := range doc.Fingerprints {
-		if sync == "" {
-			return fileState{}, fmt.Errorf("%w: fingerprints with an empty sync name", ErrCorrupt)
-		}
-		for k, sum := range m {
-			if len(sum) == 0 || len(sum) > maxFingerprintSum {
-				return fileState{}, fmt.Errorf("%w: fingerprint %q of sync %q: sum of %d bytes", ErrCorrupt, k, sync, len(sum))
-			}
-		}
-		if len(m) > 0 {
-			st.fingerprints[sync] = m
-		}
-	}
-	for sync, rs := range doc.Rejects {
-		if sync == "" {
-			return fileState{}, fmt.Errorf("%w: rejects with an empty sync name", ErrCorrupt)
-		}
-		m := make(map[string]fileReject, len(rs))
-		for _, r := range rs {
-			r.RowKey = normKey(r.RowKey)
-			k := rejectKey(r.RowKey)
-			if _, dup := m[k]; dup {
-				return fileState{}, fmt.Errorf("%w: rejects of sync %q: duplicate row key %q", ErrCorrupt, sync, r.RowKey)
-			}
-			m[k] = r
-		}
-		if len(m) > 0 {
-			st.rejects[sync] = m
-		}
-	}
-	return st, nil
-}
-
-func sortJournal(bs []fileBatch) {
-	slices.SortFunc(bs, func(a, b fileBatch) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Seq, b.Seq)
-	})
-}
-
-func encodeFile(st fileState) ([]byte, error) {
-	doc := fileDoc{
-		Version:   fileVersion,
-		NextSeq:   st.nextSeq,
-		Positions: st.positions,
-		History:   st.history,
-		Journal:   st.journal,
-		Rejects:   make(map[string][]fileReject, len(st.rejects)),
-		Runs:      st.runs,
-		Requests:  st.requests,
-		// encoding/json writes map keys sorted, so this is deterministic too.
-		Fingerprints: st.fingerprints,
-	}
-	for sync, m := range st.rejects {
-		rs := slices.Collect(maps.Values(m))
-		// Sorted so the same state always writes the same bytes.
-		slices.SortFunc(rs, func(a, b fileReject) int { return slices.Compare(a.RowKey, b.RowKey) })
-		doc.Rejects[sync] = rs
-	}
-	// Indented: an operator may need to read or repair it by hand.
-	data, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("checkpoint: read %s: %w", path, err)
 	}
-	return append(data, '\n'), nil
+	st, err := decodeFile(data)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
+	}
+	return &FileStore{path: path, now: time.Now, readOnly: true, st: st}, nil
 }
 
 // save writes st durably: temp file, fsync, rename over the old file, fsync
@@ -350,6 +129,7 @@ func (s *FileStore) save(st fileState) error {
 type renamedError struct{ err error }
 
 func (e *renamedError) Error() string { return e.err.Error() }
+
 func (e *renamedError) Unwrap() error { return e.err }
 
 func syncDir(dir string) error {

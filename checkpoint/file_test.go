@@ -40,6 +40,9 @@ func fileHarness() harness {
 		setVersion: func(t *testing.T, path string, v int) {
 			editJSON(t, path, func(doc map[string]any) { doc["version"] = v })
 		},
+		openReadOnly: func(t *testing.T, path string) (Store, error) {
+			return OpenReadOnly(context.Background(), "file:"+path, "")
+		},
 	}
 }
 

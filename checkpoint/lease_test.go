@@ -96,7 +96,7 @@ func TestPostgresLeaseDoesNotTakePoolSlots(t *testing.T) {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	must(t, err)
 	defer pool.Close()
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	must(t, err)
 	rel, ok, err := s.TryLock(ctx, "orgs")
 	must(t, err)
@@ -114,8 +114,8 @@ func TestPostgresLeaseDoesNotTakePoolSlots(t *testing.T) {
 func TestFileReadOnly(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "checkpoint.json")
-	if _, err := OpenFileReadOnly(path); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("OpenFileReadOnly of a missing file = %v, want ErrNotExist", err)
+	if _, err := OpenReadOnly(ctx, "file:"+path, ""); !errors.Is(err, os.ErrNotExist) || !errors.Is(err, ErrNoStore) {
+		t.Errorf("OpenReadOnly of a missing file = %v, want ErrNotExist and ErrNoStore", err)
 	}
 	w, err := OpenFile(path)
 	must(t, err)
@@ -125,7 +125,7 @@ func TestFileReadOnly(t *testing.T) {
 	must(t, w.AddRequests(ctx, "2026-11", 9))
 
 	// The writer holds the lock; a read-only store opens anyway.
-	r, err := OpenFileReadOnly(path)
+	r, err := OpenReadOnly(ctx, "file:"+path, "")
 	must(t, err)
 	st, err := r.Load(ctx, "orgs")
 	must(t, err)

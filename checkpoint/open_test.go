@@ -22,6 +22,15 @@ func TestOpenSpec(t *testing.T) {
 		{spec: "sqlite:x.db", wantErr: `unknown store "sqlite:x.db"`},
 		{spec: "Postgres", wantErr: "unknown store"},
 	} {
+		if tc.wantErr != "" {
+			// OpenReadOnly reads specs the same way.
+			if r, err := OpenReadOnly(ctx, tc.spec, tc.dsn); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("OpenReadOnly(%q) = %v, want error containing %q", tc.spec, err, tc.wantErr)
+				if r != nil {
+					r.Close()
+				}
+			}
+		}
 		s, err := Open(ctx, tc.spec, tc.dsn)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
@@ -65,6 +74,19 @@ func TestPositionIsZero(t *testing.T) {
 	} {
 		if got := tc.p.IsZero(); got != tc.zero {
 			t.Errorf("%#v.IsZero() = %v, want %v", tc.p, got, tc.zero)
+		}
+	}
+}
+
+// The backfill state name is stored, so it must never change; its rejects
+// belong to the sync.
+func TestBackfillState(t *testing.T) {
+	if got := BackfillState("people"); got != "people~backfill" {
+		t.Errorf("BackfillState(people) = %q, want people~backfill", got)
+	}
+	for name, owner := range map[string]string{BackfillState("people"): "people", "people": "people", "~x": "~x"} {
+		if got := RejectOwner(name); got != owner {
+			t.Errorf("RejectOwner(%q) = %q, want %q", name, got, owner)
 		}
 	}
 }

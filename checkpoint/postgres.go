@@ -12,99 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// schemaLockKey is the pg_advisory_xact_lock key that serialises schema
-// creation and migration ("prismsyn" in ASCII), so that stores opened at the
-// same time on a fresh database do not race on CREATE.
-const schemaLockKey int64 = 0x707269736d73796e
-
-// migrations[i] brings the schema from version i to i+1. Append only: a
-// released migration is never edited.
-var migrations = []string{
-	// 1: initial layout.
-	`CREATE TABLE prismsync.positions (
-		sync        text PRIMARY KEY,
-		cursor_text text NOT NULL,
-		key_text    text[] NOT NULL,
-		fingerprint text NOT NULL,
-		batches     bigint NOT NULL,
-		updated_at  timestamptz NOT NULL
-	);
-	CREATE TABLE prismsync.sync_history (
-		sync         text PRIMARY KEY,
-		commits      bigint NOT NULL,
-		first_commit timestamptz NOT NULL,
-		last_commit  timestamptz NOT NULL
-	);
-	CREATE TABLE prismsync.journal (
-		sync        text NOT NULL,
-		batch_key   text NOT NULL,
-		seq         bigint GENERATED ALWAYS AS IDENTITY,
-		attempt     integer NOT NULL,
-		from_cursor text NOT NULL,
-		from_key    text[] NOT NULL,
-		to_cursor   text NOT NULL,
-		to_key      text[] NOT NULL,
-		row_count   integer NOT NULL,
-		body_gzip   bytea NOT NULL,
-		object      text NOT NULL,
-		job_id      text NOT NULL,
-		created_at  timestamptz NOT NULL,
-		PRIMARY KEY (sync, batch_key)
-	);
-	CREATE TABLE prismsync.rejects (
-		sync       text NOT NULL,
-		row_key    text[] NOT NULL,
-		code       text NOT NULL,
-		message    text NOT NULL,
-		payload    bytea,
-		attempts   integer NOT NULL,
-		first_seen timestamptz NOT NULL,
-		last_seen  timestamptz NOT NULL,
-		PRIMARY KEY (sync, row_key)
-	);
-	CREATE INDEX rejects_last_seen ON prismsync.rejects (last_seen);`,
-	// 2: last run per sync and the monthly API request count ("status").
-	`CREATE TABLE prismsync.runs (
-		sync        text PRIMARY KEY,
-		started_at  timestamptz NOT NULL,
-		finished_at timestamptz NOT NULL,
-		ok          boolean NOT NULL,
-		error       text NOT NULL,
-		row_count   bigint NOT NULL,
-		sent_count  bigint NOT NULL
-	);
-	CREATE TABLE prismsync.request_counts (
-		month    text PRIMARY KEY,
-		requests bigint NOT NULL
-	);`,
-	// 3: change fingerprints: per row key (encoded by fingerprintKey) the
-	// hash of the object the API last confirmed.
-	`CREATE TABLE prismsync.fingerprints (
-		sync    text NOT NULL,
-		row_key text NOT NULL,
-		sum     bytea NOT NULL,
-		PRIMARY KEY (sync, row_key)
-	);`,
-	// 4: the row key of each object of a journaled batch, so that rows a
-	// settled batch's job refused are recorded under their own keys.
-	`ALTER TABLE prismsync.journal ADD COLUMN row_keys jsonb NOT NULL DEFAULT '[]';`,
-}
-
-// SchemaVersion is the newest schema this package writes and understands.
-func SchemaVersion() int { return len(migrations) }
-
 // PGStore keeps checkpoints in schema prismsync of a PostgreSQL database.
 type PGStore struct {
-	pool    *pgxpool.Pool
-	ownPool bool // Close closes the pool only if Open created it
-	now     func() time.Time
+	pool     *pgxpool.Pool
+	ownPool  bool // Close closes the pool only if Open created it
+	readOnly bool // OpenReadOnly: no DDL, no writes
+	now      func() time.Time
 }
 
 var _ Store = (*PGStore)(nil)
 
-// OpenPostgres uses pool (which stays the caller's) and creates or migrates
+// openPostgres uses pool (which stays the caller's) and creates or migrates
 // the prismsync schema.
-func OpenPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
+func openPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
 	if err := migrate(ctx, pool); err != nil {
 		return nil, err
 	}
@@ -112,6 +32,36 @@ func OpenPostgres(ctx context.Context, pool *pgxpool.Pool) (*PGStore, error) {
 }
 
 func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
+	pool, err := connect(ctx, dsn, false)
+	if err != nil {
+		return nil, err
+	}
+	s, err := openPostgres(ctx, pool)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s.ownPool = true
+	return s, nil
+}
+
+// openPostgresReadOnly opens a store on a schema that must already be at
+// SchemaVersion; it never runs DDL, and its sessions are read-only too.
+func openPostgresReadOnly(ctx context.Context, dsn string) (*PGStore, error) {
+	pool, err := connect(ctx, dsn, true)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &PGStore{pool: pool, ownPool: true, readOnly: true, now: time.Now}, nil
+}
+
+// connect opens a pool on dsn with the session settings the store wants
+// unless the URL sets them.
+func connect(ctx context.Context, dsn string, readOnly bool) (*pgxpool.Pool, error) {
 	if dsn == "" {
 		return nil, errors.New("checkpoint: postgres store needs a database URL (DATABASE_URL is empty)")
 	}
@@ -129,67 +79,22 @@ func openPostgresDSN(ctx context.Context, dsn string) (*PGStore, error) {
 	if _, ok := rp["statement_timeout"]; !ok {
 		rp["statement_timeout"] = "60000" // ms; a checkpoint query that hangs longer is a stuck lock
 	}
+	if readOnly {
+		// Belt and braces: a write that slipped past ErrReadOnly fails in
+		// the database instead of changing it.
+		rp["default_transaction_read_only"] = "on"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: connect: %w", err)
 	}
-	s, err := OpenPostgres(ctx, pool)
-	if err != nil {
-		pool.Close()
-		return nil, err
-	}
-	s.ownPool = true
-	return s, nil
+	return pool, nil
 }
 
-// migrate brings schema prismsync to SchemaVersion under an advisory lock.
-// When the schema is already current it runs no DDL, so a role without CREATE
-// on the database can use a schema an administrator prepared.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("checkpoint: connect: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, schemaLockKey); err != nil {
-		return fmt.Errorf("checkpoint: lock schema: %w", err)
-	}
-	var exists bool
-	if err := tx.QueryRow(ctx, `SELECT to_regclass('prismsync.schema_version') IS NOT NULL`).Scan(&exists); err != nil {
-		return fmt.Errorf("checkpoint: inspect schema: %w", err)
-	}
-	if !exists {
-		if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS prismsync`); err != nil {
-			return fmt.Errorf("checkpoint: create schema prismsync: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE prismsync.schema_version (
-			version    integer PRIMARY KEY,
-			applied_at timestamptz NOT NULL DEFAULT now()
-		)`); err != nil {
-			return fmt.Errorf("checkpoint: create prismsync.schema_version: %w", err)
-		}
-	}
-	var current int
-	if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM prismsync.schema_version`).Scan(&current); err != nil {
-		return fmt.Errorf("checkpoint: read schema version: %w", err)
-	}
-	if current > len(migrations) {
-		return fmt.Errorf("checkpoint: schema prismsync is at version %d but this prismsync understands up to %d; use a newer prismsync: %w",
-			current, len(migrations), ErrUnsupportedVersion)
-	}
-	if current == len(migrations) {
-		return nil // read-only transaction; rollback is fine
-	}
-	for v := current; v < len(migrations); v++ {
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			return fmt.Errorf("checkpoint: migrate schema prismsync to version %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO prismsync.schema_version (version) VALUES ($1)`, v+1); err != nil {
-			return fmt.Errorf("checkpoint: record schema version %d: %w", v+1, err)
-		}
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("checkpoint: commit schema migration: %w", err)
+// writable refuses writes to a store opened read-only.
+func (s *PGStore) writable() error {
+	if s.readOnly {
+		return ErrReadOnly
 	}
 	return nil
 }
@@ -254,6 +159,9 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	if err := checkBatch(b); err != nil {
 		return err
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	z, err := compress(b.Body)
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
@@ -283,6 +191,9 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 // SetJobID implements Store.
 func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	tag, err := s.pool.Exec(ctx, `UPDATE prismsync.journal SET job_id = $3 WHERE sync = $1 AND batch_key = $2`, sync, key, jobID)
@@ -342,6 +253,9 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 	if err := checkSync(sync); err != nil {
 		return err
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	if _, err := s.pool.Exec(ctx, `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key); err != nil {
 		return fmt.Errorf("checkpoint: drop batch %q of sync %q: %w", key, sync, err)
 	}
@@ -352,6 +266,9 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 // before rejects are upserted, so a row in both ends up rejected.
 func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	now := stamp(s.now())
@@ -460,6 +377,9 @@ func (s *PGStore) Syncs(ctx context.Context) ([]string, error) {
 // Forget implements Store.
 func (s *PGStore) Forget(ctx context.Context, sync string) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	b := &pgx.Batch{}

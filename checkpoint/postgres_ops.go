@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"time"
 
@@ -13,6 +14,9 @@ import (
 // RecordRun implements Store.
 func (s *PGStore) RecordRun(ctx context.Context, sync string, r Run) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := s.writable(); err != nil {
 		return err
 	}
 	r = normRun(r)
@@ -55,6 +59,9 @@ func (s *PGStore) AddRequests(ctx context.Context, month string, n int) error {
 	}
 	if n == 0 {
 		return nil
+	}
+	if err := s.writable(); err != nil {
+		return err
 	}
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO prismsync.request_counts AS c (month, requests) VALUES ($1, $2)
@@ -110,4 +117,14 @@ func (s *PGStore) TryLock(ctx context.Context, name string) (func(), bool, error
 	}
 	var once sync.Once
 	return func() { once.Do(closeConn) }, true, nil
+}
+
+// syncLockKey is the pg_try_advisory_lock key of a sync: a 64-bit hash of
+// the name under a prefix of our own, so it neither meets schemaLockKey nor,
+// in practice, another application's keys.
+func syncLockKey(sync string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("prismsync/sync-lease/"))
+	h.Write([]byte(sync))
+	return int64(h.Sum64())
 }

@@ -2,6 +2,7 @@ package checkpoint
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -40,10 +41,53 @@ func pgHarness() harness {
 		setVersion: func(t *testing.T, dsn string, v int) {
 			pgExec(t, dsn, `INSERT INTO prismsync.schema_version (version) VALUES ($1)`, v)
 		},
+		openReadOnly: func(t *testing.T, dsn string) (Store, error) {
+			return OpenReadOnly(context.Background(), "postgres", dsn)
+		},
 	}
 }
 
 func TestPostgresStore(t *testing.T) { testStore(t, pgHarness()) }
+
+// A read-only store runs no DDL, in sessions that could not write anyway,
+// and refuses a schema older than the one it reads instead of migrating it.
+func TestPostgresReadOnlySchema(t *testing.T) {
+	ctx := context.Background()
+	dsn := pgtest.NewDB(t)
+	if _, err := OpenReadOnly(ctx, "postgres", dsn); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "schema prismsync") {
+		t.Fatalf("OpenReadOnly of a fresh database = %v, want ErrNoStore naming schema prismsync", err)
+	}
+	conn, err := pgx.Connect(ctx, dsn)
+	must(t, err)
+	defer conn.Close(ctx)
+	var schemas int
+	must(t, conn.QueryRow(ctx, `SELECT count(*) FROM pg_namespace WHERE nspname = 'prismsync'`).Scan(&schemas))
+	if schemas != 0 {
+		t.Fatal("OpenReadOnly created schema prismsync")
+	}
+
+	w, err := Open(ctx, "postgres", dsn)
+	must(t, err)
+	must(t, w.Close())
+	r, err := OpenReadOnly(ctx, "postgres", dsn)
+	must(t, err)
+	var ro string
+	must(t, r.(*PGStore).pool.QueryRow(ctx, `SHOW default_transaction_read_only`).Scan(&ro))
+	must(t, r.Close())
+	if ro != "on" {
+		t.Errorf("read-only store's sessions have default_transaction_read_only = %s", ro)
+	}
+
+	pgExec(t, dsn, `DELETE FROM prismsync.schema_version WHERE version = $1`, SchemaVersion())
+	if _, err := OpenReadOnly(ctx, "postgres", dsn); !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "older") {
+		t.Errorf("OpenReadOnly of an older schema = %v, want ErrUnsupportedVersion saying it is older", err)
+	}
+	var v int
+	must(t, conn.QueryRow(ctx, `SELECT max(version) FROM prismsync.schema_version`).Scan(&v))
+	if v != SchemaVersion()-1 {
+		t.Errorf("schema version %d after a read-only open, want %d (not migrated)", v, SchemaVersion()-1)
+	}
+}
 
 func TestPostgresConcurrentOpen(t *testing.T) {
 	ctx := context.Background()
@@ -132,7 +176,7 @@ func TestPostgresExistingPool(t *testing.T) {
 	pool, err := pgxpool.New(ctx, pgtest.NewDB(t))
 	must(t, err)
 	defer pool.Close()
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	must(t, err)
 	must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
 	must(t, s.Close())
@@ -170,7 +214,7 @@ func TestPostgresNoDDLWhenCurrent(t *testing.T) {
 	if _, err := pool.Exec(ctx, `CREATE SCHEMA should_fail`); err == nil {
 		t.Fatal("role unexpectedly has CREATE on the database")
 	}
-	s2, err := OpenPostgres(ctx, pool)
+	s2, err := openPostgres(ctx, pool)
 	if err != nil {
 		t.Fatalf("open as a role without CREATE: %v", err)
 	}

@@ -23,6 +23,8 @@ type harness struct {
 	dropPosition func(t *testing.T, loc, sync string)
 	// setVersion marks loc as written by format version v (no store open).
 	setVersion func(t *testing.T, loc string, v int)
+	// openReadOnly opens loc with OpenReadOnly.
+	openReadOnly func(t *testing.T, loc string) (Store, error)
 }
 
 // fakeClock is a settable clock; stores read it through their now field.
@@ -631,6 +633,12 @@ func testStore(t *testing.T, h harness) {
 		if !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "99") {
 			t.Errorf("open of a newer format = %v, want ErrUnsupportedVersion naming version 99", err)
 		}
+		if r, err := h.openReadOnly(t, loc); !errors.Is(err, ErrUnsupportedVersion) || !strings.Contains(err.Error(), "99") {
+			if r != nil {
+				r.Close()
+			}
+			t.Errorf("read-only open of a newer format = %v, want ErrUnsupportedVersion naming version 99", err)
+		}
 	})
 
 	t.Run("Runs", func(t *testing.T) {
@@ -766,6 +774,8 @@ func testStore(t *testing.T, h harness) {
 
 	t.Run("Fingerprints", func(t *testing.T) { testFingerprints(t, h) })
 
+	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, h) })
+
 	t.Run("ConcurrentUse", func(t *testing.T) {
 		s := h.openStore(t, h.newLoc(t), nil)
 		const syncs, commits = 4, 15
@@ -808,6 +818,69 @@ func testStore(t *testing.T, h harness) {
 			}
 		}
 	})
+}
+
+// testReadOnly checks OpenReadOnly: nothing to read before a writer ran,
+// then everything the writer wrote, and no way to change it.
+func testReadOnly(t *testing.T, h harness) {
+	ctx := context.Background()
+	loc := h.newLoc(t)
+	for range 2 { // the first attempt must not have created the store
+		if _, err := h.openReadOnly(t, loc); !errors.Is(err, ErrNoStore) || !strings.Contains(err.Error(), "does not exist") {
+			t.Fatalf("OpenReadOnly before anything was written = %v, want ErrNoStore", err)
+		}
+	}
+	w := h.openStore(t, loc, nil)
+	must(t, w.Commit(ctx, "orgs", "k0", pos("7"), "fp", []Reject{{RowKey: []string{"1"}, Code: "c"}}, nil))
+	must(t, w.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
+	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}))
+	must(t, w.AddRequests(ctx, "2026-11", 9))
+	must(t, w.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{1, 2}}))
+
+	// The writer stays open (a file store keeps its lock): a reader opens
+	// next to it.
+	r, err := h.openReadOnly(t, loc)
+	must(t, err)
+	t.Cleanup(func() { r.Close() })
+	check := func(s Store, who string) {
+		t.Helper()
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		p, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		run, ok, err := s.LastRun(ctx, "orgs")
+		must(t, err)
+		n, err := s.Requests(ctx, "2026-11")
+		must(t, err)
+		c, err := s.CountRejects(ctx, "orgs")
+		must(t, err)
+		fps, err := s.Fingerprints(ctx, "orgs", [][]string{{"1"}})
+		must(t, err)
+		syncs, err := s.Syncs(ctx)
+		must(t, err)
+		if !st.Position.Equal(pos("7")) || len(p) != 1 || !ok || run.Rows != 3 || n != 9 || c != 1 ||
+			len(fps) != 1 || !bytes.Equal(fps[0], []byte{1, 2}) || !slices.Equal(syncs, []string{"orgs"}) {
+			t.Errorf("%s sees state %+v, pending %v, run %+v %v, requests %d, rejects %d, fingerprints %v, syncs %v",
+				who, st, keys(p), run, ok, n, c, fps, syncs)
+		}
+	}
+	check(r, "reader")
+	for name, err := range map[string]error{
+		"Journal":          r.Journal(ctx, batch("orgs", "k2", pos("8"), pos("9"), "x")),
+		"SetJobID":         r.SetJobID(ctx, "orgs", "k1", "job-1"),
+		"Drop":             r.Drop(ctx, "orgs", "k1"),
+		"Commit":           r.Commit(ctx, "orgs", "k1", pos("8"), "fp", nil, nil),
+		"Forget":           r.Forget(ctx, "orgs"),
+		"SaveFingerprints": r.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{3}}),
+		"RecordRun":        r.RecordRun(ctx, "orgs", Run{}),
+		"AddRequests":      r.AddRequests(ctx, "2026-11", 1),
+	} {
+		if !errors.Is(err, ErrReadOnly) {
+			t.Errorf("%s on a read-only store = %v, want ErrReadOnly", name, err)
+		}
+	}
+	check(r, "reader after refused writes")
+	check(w, "writer after the reader's refused writes")
 }
 
 // sum16 is a distinct 16-byte sum per (seed, i), like the engine's digests.

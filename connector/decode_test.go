@@ -405,6 +405,8 @@ FROM customers AS src ORDER BY src.updated_at, src.id LIMIT 5000`
 					}
 					vals = append(vals, v)
 				}
+				// Keep the decoded row, as Values' caller would.
+				runtime.KeepAlive(vals)
 			}
 		})
 	})

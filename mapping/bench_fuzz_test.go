@@ -3,7 +3,9 @@ package mapping
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,7 +43,7 @@ func BenchmarkEncode(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		out, _, err := e.Encode(buf[:0], row)
+		out, _, err := e.Append(buf[:0], row, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -64,7 +66,7 @@ func BenchmarkEncodeFastOnly(b *testing.B) {
 	buf := make([]byte, 0, 4096)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf, _, _ = e.Encode(buf[:0], row)
+		buf, _, _ = e.Append(buf[:0], row, nil)
 	}
 }
 
@@ -100,7 +102,11 @@ func FuzzParse(f *testing.F) {
 
 // FuzzEncode drives the encoder with arbitrary text, numbers and bytes
 // through a mapping that exercises transforms, maps and coercions. The
-// output must always be valid JSON, and on error dst must be unchanged.
+// output must always be valid JSON, and on error dst must be unchanged. No
+// text converts to a number, a datetime and a boolean at once, so the full
+// mapping always fails at one of its coercions; the same row also goes
+// through the mapping without them and through each coercion alone, so
+// that successful encodings are checked too.
 func FuzzEncode(f *testing.F) {
 	for _, tc := range typeCases() {
 		if s, ok := tc.val.(string); ok {
@@ -108,34 +114,45 @@ func FuzzEncode(f *testing.F) {
 		}
 	}
 	f.Add(" Ada ", int64(1<<53+1), 1e300, []byte{0xff}, "a,b")
-	f.Add("2024-01-01", int64(-1), -0.0, []byte("x"), "\xff,\u2028")
+	f.Add("2024-01-01", int64(-1), math.Copysign(0, -1), []byte("x"), "\xff,\u2028")
+	f.Add("42", int64(0), math.Inf(1), []byte{}, "")
+	f.Add("yes", int64(0), math.NaN(), []byte(nil), "a")
 	cols := []Column{{Name: "t", OID: pgtype.TextOID}, {Name: "i", OID: pgtype.Int8OID}, {Name: "f", OID: pgtype.Float8OID},
 		{Name: "b", OID: pgtype.ByteaOID}, {Name: "l", OID: pgtype.TextOID}}
-	s := mustSync(f, "t: t\n      i: i\n      f: f\n      b: {column: b, transform: [encode(hex)]}\n"+
-		"      up: {column: t, transform: [trim, upper, truncate(5)]}\n"+
-		"      arr: {column: l, transform: [\"split(,)\"], map: {a: A}}\n"+
-		"      joined: {column: l, transform: [\"split(,)\", \"join(|)\"]}\n"+
-		"      n: {column: t, type: number}\n      d: {column: t, type: datetime}\n      bo: {column: t, type: boolean}\n"+
-		"      tmpl: {template: \"{t}-{i}-{f}\"}\n      c: {coalesce: [t, l]}",
-		"    target: {dedupe_by: t, case_insensitive: true}\n")
-	e, err := s.Compile(cols)
-	if err != nil {
-		f.Fatal(err)
+	base := "t: t\n      i: i\n      f: f\n      b: {column: b, transform: [encode(hex)]}\n" +
+		"      up: {column: t, transform: [trim, upper, truncate(5)]}\n" +
+		"      arr: {column: l, transform: [\"split(,)\"], map: {a: A}}\n" +
+		"      joined: {column: l, transform: [\"split(,)\", \"join(|)\"]}\n" +
+		"      tmpl: {template: \"{t}-{i}-{f}\"}\n      c: {coalesce: [t, l]}"
+	coercions := []string{"n: {column: t, type: number}", "d: {column: t, type: datetime}", "bo: {column: t, type: boolean}"}
+	target := "    target: {dedupe_by: t, case_insensitive: true}\n"
+	var encoders []*Encoder
+	for _, tc := range []struct{ props, extra string }{
+		{base + "\n      " + strings.Join(coercions, "\n      "), target}, // all of it, as one sync
+		{base, target}, {coercions[0], ""}, {coercions[1], ""}, {coercions[2], ""},
+	} {
+		e, err := mustSync(f, tc.props, tc.extra).Compile(cols)
+		if err != nil {
+			f.Fatal(err)
+		}
+		encoders = append(encoders, e)
 	}
 	f.Fuzz(func(t *testing.T, text string, i int64, fl float64, b []byte, list string) {
-		out, _, err := e.Encode([]byte("P"), []any{text, i, fl, b, list})
-		if err != nil {
-			var re *RowError
-			if !errors.As(err, &re) {
-				t.Fatalf("error %T is not a *RowError", err)
+		for n, e := range encoders {
+			out, _, err := e.Append([]byte("P"), []any{text, i, fl, b, list}, nil)
+			if err != nil {
+				var re *RowError
+				if !errors.As(err, &re) {
+					t.Fatalf("encoder %d: error %T is not a *RowError", n, err)
+				}
+				if string(out) != "P" {
+					t.Fatalf("encoder %d: dst changed on error: %q", n, out)
+				}
+				continue
 			}
-			if string(out) != "P" {
-				t.Fatalf("dst changed on error: %q", out)
+			if !json.Valid(out[1:]) {
+				t.Fatalf("encoder %d: invalid JSON: %s", n, out)
 			}
-			return
-		}
-		if !json.Valid(out[1:]) {
-			t.Fatalf("invalid JSON: %s", out)
 		}
 	})
 }

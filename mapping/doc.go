@@ -8,7 +8,7 @@
 // file in one pass. Sync.Compile then binds the sync to the real column list of
 // the source query, because only the database knows the column types, and
 // rejects combinations that could never encode (for example a bytea column
-// without an encode transform). After that, Encoder.Encode is the hot path: it
+// without an encode transform). After that, Encoder.Append is the hot path: it
 // appends one object per row into a caller-owned buffer without building maps,
 // and the key order is the file order so request bodies are byte-stable.
 //
@@ -17,6 +17,15 @@
 // exist, is the key unique, is the cursor NOT NULL and indexed) and reports
 // the answers as findings at the same FILE:LINE:COL positions, which is why
 // the parser keeps the position of every source node.
+//
+// Files, in the order a mapping file and then a row pass through them:
+// parse.go (YAML -> File, with findings; model.go holds the types,
+// finding.go the findings), live.go (CheckSource), compile.go (a Sync and
+// the query's columns -> Encoder), encode.go (Encoder.Append: row -> object
+// bytes), eval.go (one value -> JSON: straight for a bare column, else
+// through transforms, map and type), transform.go (those steps: parsed,
+// checked statically and applied, side by side so the rules agree) and
+// json.go (the JSON token writers). fingerprint.go hashes a sync's mapping.
 //
 // The complete user reference (every key, the type encoding table, transforms
 // and defaults) lives in the README's "Mapping reference".

@@ -67,6 +67,8 @@ func typeCases() []typeCase {
 		{"double", pgtype.Float8OID, 0.1, `0.1`, ""},
 		{"double big", pgtype.Float8OID, 1e300, `1e+300`, ""},
 		{"double -Inf", pgtype.Float8OID, math.Inf(-1), `null`, WarnNonFinite},
+		{"double negative zero", pgtype.Float8OID, math.Copysign(0, -1), `-0`, ""}, // as encoding/json writes it
+		{"real negative zero", pgtype.Float4OID, float32(math.Copysign(0, -1)), `-0`, ""},
 		{"bool", pgtype.BoolOID, false, `false`, ""},
 		{"date", pgtype.DateOID, time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), `"2024-02-29"`, ""},
 		{"date infinity", pgtype.DateOID, pgtype.Infinity, `null`, WarnInfinite},
@@ -91,6 +93,15 @@ func typeCases() []typeCase {
 		{"numeric[]", pgtype.NumericArrayOID, []any{num(15, -1), bigNum("12345678901234567", 0)}, `[1.5,"12345678901234567"]`, ""},
 		{"int8[] big", pgtype.Int8ArrayOID, []any{int64(1<<53 + 1)}, `["9007199254740993"]`, ""},
 		{"float8[] NaN", pgtype.Float8ArrayOID, []any{math.NaN()}, `[null]`, WarnNonFinite},
+		// pgx returns these wrappers only when asked to, but both paths take them.
+		{"date wrapper", pgtype.DateOID, pgtype.Date{Time: time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), Valid: true}, `"2024-02-29"`, ""},
+		{"date wrapper infinity", pgtype.DateOID, pgtype.Date{InfinityModifier: pgtype.Infinity, Valid: true}, `null`, WarnInfinite},
+		{"timestamp wrapper", pgtype.TimestampOID, pgtype.Timestamp{Time: ts, Valid: true}, `"2024-02-29T13:14:15.123456Z"`, ""},
+		{"timestamptz wrapper null", pgtype.TimestamptzOID, pgtype.Timestamptz{}, `null`, ""},
+		{"timestamptz wrapper year 10000", pgtype.TimestamptzOID, pgtype.Timestamptz{Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), Valid: true}, `error: invalid_value`, ""},
+		{"uuid wrapper null", pgtype.UUIDOID, pgtype.UUID{}, `null`, ""},
+		{"bytes of a user type rejected", 70000, []byte("x"), `error: invalid_value`, ""},
+		{"unknown driver value rejected", 70000, struct{}{}, `error: unsupported_value`, ""},
 	}
 }
 

@@ -40,10 +40,10 @@ syncs:
 		return
 	}
 	row := []any{int64(42), " Ada@Example.com", "Ada", nil, time.Date(2024, 5, 6, 7, 8, 9, 0, time.UTC)}
-	body, dedupe, err := enc.Encode(nil, row)
+	body, dedupe, err := enc.Append(nil, row, nil)
 	fmt.Println(string(body), dedupe, err)
 
-	_, _, err = enc.Encode(nil, []any{int64(43), nil, "Bob", "B", nil})
+	_, _, err = enc.Append(nil, []any{int64(43), nil, "Bob", "B", nil}, nil)
 	fmt.Println(err)
 	// Output:
 	// {"default":{"external_id":"42","email":"ada@example.com","full_name":"Ada ","signed_up":"2024-05-06T07:08:09Z","source_system":"postgres"}} ada@example.com <nil>

@@ -94,7 +94,7 @@ func TestEncodeFeatures(t *testing.T) {
 			if tc.row != nil {
 				tc.row(row)
 			}
-			out, dedupe, err := e.Encode([]byte("X"), row)
+			out, dedupe, err := e.Append([]byte("X"), row, nil)
 			if tc.code != "" {
 				var re *RowError
 				if !errors.As(err, &re) || re.Code != tc.code {
@@ -125,7 +125,7 @@ func TestEncodeListProperties(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, _, err := e.Encode(nil, featureRow())
+	out, _, err := e.Append(nil, featureRow(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestEncodeListProperties(t *testing.T) {
 	// An error in a list property still leaves dst untouched.
 	row := featureRow()
 	row[2] = nil
-	if out, _, err := e.Encode([]byte("keep"), row); err == nil || string(out) != "keep" {
+	if out, _, err := e.Append([]byte("keep"), row, nil); err == nil || string(out) != "keep" {
 		t.Errorf("got %q, %v; want unchanged dst and an error", out, err)
 	}
 }
@@ -146,7 +146,7 @@ func TestEncodeRowLength(t *testing.T) {
 		t.Fatal(err)
 	}
 	var re *RowError
-	if _, _, err := e.Encode(nil, []any{int64(1)}); !errors.As(err, &re) || re.Code != CodeInvalidRow {
+	if _, _, err := e.Append(nil, []any{int64(1)}, nil); !errors.As(err, &re) || re.Code != CodeInvalidRow {
 		t.Errorf("short row: got %v", err)
 	}
 }

@@ -232,7 +232,7 @@ func TestDocsExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, dedupe, err := e.Encode(nil, []any{int64(42), " Ada@Example.com", "Ada", nil, nil, nil, "a"})
+	out, dedupe, err := e.Append(nil, []any{int64(42), " Ada@Example.com", "Ada", nil, nil, nil, "a"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

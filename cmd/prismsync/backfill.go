@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
 )
 
@@ -63,7 +64,7 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 		return err
 	}
 	sy := a.syncer(syncs[0])
-	sy.StateName = *name + "~backfill"
+	sy.StateName = checkpoint.BackfillState(*name)
 	sy.From, sy.To = *from, *to
 	// A backfill re-sends rows on purpose: a fresh key per run, so an
 	// identical earlier backfill's stored answers are not replayed.

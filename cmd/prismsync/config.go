@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
 )
 
 // Config is everything prismsync reads from the environment. Every variable
@@ -124,18 +125,38 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	return &cfg, nil
 }
 
-// explain names the variable behind an engine error, for the operator: the
-// engine speaks of its own settings, the operator sets them here.
+// explain adds to an engine or API error the variables the operator sets to
+// fix it: the lower packages speak of their own settings and of the API's
+// answers, cmd knows the variables. It is safe to apply more than once.
 func explain(err error) error {
+	var done *explained
 	var share *connector.RejectShareError
+	hint := ""
 	switch {
+	case err == nil || errors.As(err, &done):
+		return err
 	case errors.Is(err, connector.ErrBudgetExhausted):
-		return fmt.Errorf("%w (MICRO_MONTHLY_REQUESTS)", err)
+		hint = "MICRO_MONTHLY_REQUESTS"
 	case errors.As(err, &share):
-		return fmt.Errorf("%w (MAX_REJECT_SHARE=%g; see `prismsync rejects` for the reasons)", err, share.MaxShare)
+		hint = fmt.Sprintf("MAX_REJECT_SHARE=%g; see `prismsync rejects` for the reasons", share.MaxShare)
+	case prism.IsUnauthorized(err):
+		hint = "check MICRO_API_KEY / MICRO_TEAM_ID"
+	case prism.IsEndpointNotFound(err):
+		hint = "check MICRO_BASE_URL, MICRO_TEAM_ID and the sync's target object"
+	default:
+		return err
 	}
-	return err
+	return &explained{err: err, hint: hint}
 }
+
+// explained is an error with the variables to check appended.
+type explained struct {
+	err  error
+	hint string
+}
+
+func (e *explained) Error() string { return e.err.Error() + " (" + e.hint + ")" }
+func (e *explained) Unwrap() error { return e.err }
 
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
@@ -156,7 +177,7 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 		}
 	}
 	if format == "text" {
-		return slog.New(tint.NewHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
+		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
 	}
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
 }

@@ -123,6 +123,10 @@ func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
 
 // Run executes one prismsync command.
 func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	return explain(run(ctx, args, env, stdout, stderr))
+}
+
+func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return &usageError{errors.New("no command given")}

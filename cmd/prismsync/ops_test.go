@@ -405,6 +405,14 @@ func TestStatusPostgresStore(t *testing.T) {
 	mustT(t, err)
 	checkStatusJSON(t, out.Bytes())
 
+	// A database prismsync never ran against has no store to show; status
+	// says so and leaves the database as it was.
+	fresh := pgtest.NewDB(t)
+	err = Run(ctx, []string{"status"}, envconfig.MapLookuper(map[string]string{"DATABASE_URL": fresh, "MAPPING_FILE": mf}), &out, &errOut)
+	if exitCode(err) != exitUnreachable || !strings.Contains(err.Error(), "schema prismsync does not exist") {
+		t.Errorf("status on a fresh database: %v (exit %d)", err, exitCode(err))
+	}
+
 	// Without DATABASE_URL the postgres store cannot be found: a usage error.
 	err = Run(ctx, []string{"status"}, envconfig.MapLookuper(map[string]string{"MAPPING_FILE": mf}), &out, &errOut)
 	if exitCode(err) != exitUsage || !strings.Contains(err.Error(), "DATABASE_URL") {

@@ -6,11 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
@@ -84,7 +82,7 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 
 	var after checkpoint.Position
 	if *where == "" {
-		if after, err = previewPosition(ctx, cfg, pool, s.Name); err != nil {
+		if after, err = previewPosition(ctx, cfg, s.Name); err != nil {
 			return err
 		}
 	}
@@ -158,33 +156,15 @@ func keyText(s *mapping.Sync, key []string) string {
 }
 
 // previewPosition loads the sync's live checkpoint without changing the
-// store: a postgres store is opened only when its schema exists (opening
-// creates it otherwise), and a file store is read as a snapshot without its
-// lock, which a running daemon holds.
-func previewPosition(ctx context.Context, cfg *Config, pool *pgxpool.Pool, name string) (checkpoint.Position, error) {
-	var store checkpoint.Store
-	if path, ok := strings.CutPrefix(cfg.CheckpointStore, "file:"); ok {
-		fst, err := checkpoint.OpenFileReadOnly(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return checkpoint.Position{}, nil
-		}
-		if err != nil {
-			return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
-		}
-		store = fst
-	} else {
-		var exists bool
-		if err := pool.QueryRow(ctx, `SELECT to_regclass('prismsync.schema_version') IS NOT NULL`).Scan(&exists); err != nil {
-			return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
-		}
-		if !exists {
-			return checkpoint.Position{}, nil // prismsync never ran against this database
-		}
-		pst, err := checkpoint.Open(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
-		if err != nil {
-			return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
-		}
-		store = pst
+// store (a file store is read as a snapshot without the lock a running
+// daemon holds). A store nothing has written yet means "from the start".
+func previewPosition(ctx context.Context, cfg *Config, name string) (checkpoint.Position, error) {
+	store, err := checkpoint.OpenReadOnly(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
+	if errors.Is(err, checkpoint.ErrNoStore) {
+		return checkpoint.Position{}, nil // prismsync never ran against this store
+	}
+	if err != nil {
+		return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
 	}
 	defer store.Close()
 	st, err := store.Load(ctx, name)

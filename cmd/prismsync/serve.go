@@ -185,7 +185,7 @@ var _ connector.Observer = (*opsObserver)(nil)
 
 // PassFinished implements connector.Observer.
 func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
-	err = explain(err) // for status and /healthz, as in the log
+	err = explain(err) // for /readyz and status, as in the log
 	o.Metrics.PassFinished(sum, err)
 	end := time.Now()
 	r := checkpoint.Run{Started: end.Add(-sum.Duration), Finished: end, OK: err == nil, Rows: sum.Rows, Sent: sum.Sent}

@@ -91,25 +91,18 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 	return nil
 }
 
-// openStatusStore opens the store for reading. A file store is read as a
+// openStatusStore opens the store for reading only. A file store is read as a
 // snapshot without its lock, which a running daemon holds.
 func openStatusStore(ctx context.Context, cfg *Config) (checkpoint.Store, error) {
-	if path, ok := strings.CutPrefix(cfg.CheckpointStore, "file:"); ok {
-		s, err := checkpoint.OpenFileReadOnly(path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, &unreachableError{fmt.Errorf("checkpoint file %s does not exist (no sync has run with this CHECKPOINT_STORE yet)", path)}
-		}
-		if err != nil {
-			return nil, &unreachableError{err}
-		}
-		return s, nil
-	}
-	if cfg.DatabaseURL == "" {
+	if !strings.HasPrefix(cfg.CheckpointStore, "file:") && cfg.DatabaseURL == "" {
 		return nil, &usageError{errors.New("configuration: missing DATABASE_URL (the checkpoint store is postgres; see config.example.env)")}
 	}
-	s, err := checkpoint.Open(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
+	s, err := checkpoint.OpenReadOnly(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
+	if errors.Is(err, checkpoint.ErrNoStore) {
+		return nil, &unreachableError{fmt.Errorf("%w (no sync has run with this CHECKPOINT_STORE yet)", err)}
+	}
 	if err != nil {
-		return nil, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
+		return nil, &unreachableError{err}
 	}
 	return s, nil
 }

@@ -90,7 +90,7 @@ func logSummary(log *slog.Logger, s connector.Summary, err error) {
 		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
 	}
 	if err != nil {
-		log.Error("pass failed", append(attrs, "err", err)...)
+		log.Error("pass failed", append(attrs, "err", explain(err))...)
 		return
 	}
 	log.Info("pass done", attrs...)

@@ -24,20 +24,8 @@ type ImportOptions struct {
 	ListID string
 }
 
-// EncodeImportBody returns the import request body for objects, each of which
-// must already be one encoded JSON object such as {"default":{...}} (as
-// produced by the mapping package). The elements are copied verbatim, so the
-// result is byte-for-byte deterministic for the same input; that matters
-// because a retried request must carry identical bytes under the same
-// Idempotency-Key, and because idempotency keys may be derived from a hash of
-// the body.
-func EncodeImportBody(objects [][]byte, opts ImportOptions) []byte {
-	return AppendImportBody(nil, objects, opts)
-}
-
-// AppendImportBody is EncodeImportBody appending to dst, for callers that
-// reuse buffers or want to measure a body while growing a batch.
-func AppendImportBody(dst []byte, objects [][]byte, opts ImportOptions) []byte {
+// appendImportBody appends the import request body for objects to dst.
+func appendImportBody(dst []byte, objects [][]byte, opts ImportOptions) []byte {
 	dst = append(dst, `{"objects":[`...)
 	for i, obj := range objects {
 		if i > 0 {
@@ -50,11 +38,18 @@ func AppendImportBody(dst []byte, objects [][]byte, opts ImportOptions) []byte {
 	return append(dst, '}')
 }
 
-// EncodeImportBodyShared is EncodeImportBody into a buffer of exactly the
-// body's size that then holds the only copy of the objects: on return each
-// objects[i] is a slice of the body (same bytes). A batch in flight thus
-// keeps its objects once, not once in the body and again in the buffers
-// they were encoded into.
+// EncodeImportBodyShared returns the import request body for objects, each
+// of which must already be one encoded JSON object such as {"default":{...}}
+// (as produced by the mapping package). The elements are copied verbatim, so
+// the result is byte-for-byte deterministic for the same input; that matters
+// because a retried request must carry identical bytes under the same
+// Idempotency-Key, and because idempotency keys may be derived from a hash of
+// the body.
+//
+// The body is a buffer of exactly its size that then holds the only copy of
+// the objects: on return each objects[i] is a slice of the body (same
+// bytes). A batch in flight thus keeps its objects once, not once in the
+// body and again in the buffers they were encoded into.
 func EncodeImportBodyShared(objects [][]byte, opts ImportOptions) []byte {
 	size := len(`{"objects":[]}`) + len(appendOptions(nil, opts))
 	for i, obj := range objects {
@@ -63,7 +58,7 @@ func EncodeImportBodyShared(objects [][]byte, opts ImportOptions) []byte {
 			size++ // comma
 		}
 	}
-	body := AppendImportBody(make([]byte, 0, size), objects, opts)
+	body := appendImportBody(make([]byte, 0, size), objects, opts)
 	off := len(`{"objects":[`)
 	for i, obj := range objects {
 		end := off + len(obj)

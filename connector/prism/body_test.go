@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestEncodeImportBody(t *testing.T) {
+func TestAppendImportBody(t *testing.T) {
 	objs := [][]byte{[]byte(`{"default":{"name":"A"}}`), []byte(`{"default":{"name":"B","n":1}}`)}
 	tests := []struct {
 		name string
@@ -27,7 +27,7 @@ func TestEncodeImportBody(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := EncodeImportBody(tt.objs, tt.opts)
+			got := appendImportBody(nil, tt.objs, tt.opts)
 			if string(got) != tt.want {
 				t.Errorf("got  %s\nwant %s", got, tt.want)
 			}
@@ -35,7 +35,7 @@ func TestEncodeImportBody(t *testing.T) {
 				t.Errorf("invalid JSON: %s", got)
 			}
 			// Deterministic: a second encoding is byte-identical.
-			if again := EncodeImportBody(tt.objs, tt.opts); string(again) != string(got) {
+			if again := appendImportBody(nil, tt.objs, tt.opts); string(again) != string(got) {
 				t.Errorf("not deterministic: %s vs %s", again, got)
 			}
 		})
@@ -44,13 +44,13 @@ func TestEncodeImportBody(t *testing.T) {
 
 func TestAppendImportBodyKeepsPrefix(t *testing.T) {
 	buf := []byte("prefix:")
-	got := AppendImportBody(buf, [][]byte{[]byte(`{}`)}, ImportOptions{ListID: "x"})
+	got := appendImportBody(buf, [][]byte{[]byte(`{}`)}, ImportOptions{ListID: "x"})
 	if string(got) != `prefix:{"objects":[{}],"options":{"list_id":"x"}}` {
 		t.Errorf("got %s", got)
 	}
 }
 
-func FuzzEncodeImportBody(f *testing.F) {
+func FuzzAppendImportBody(f *testing.F) {
 	f.Add(`{"default":{"a":1}}`, "slug", "list", true, false)
 	f.Add(`{}`, "", "", false, false)
 	f.Add(`{"default":{"s":"\u2028"}}`, "\xff", "\"", true, true)
@@ -58,7 +58,7 @@ func FuzzEncodeImportBody(f *testing.F) {
 		if !json.Valid([]byte(obj)) {
 			t.Skip()
 		}
-		body := EncodeImportBody([][]byte{[]byte(obj), []byte(obj)}, ImportOptions{DedupeBy: dedupe, ListID: list, CaseInsensitive: ci, UpdateExisting: upd})
+		body := appendImportBody(nil, [][]byte{[]byte(obj), []byte(obj)}, ImportOptions{DedupeBy: dedupe, ListID: list, CaseInsensitive: ci, UpdateExisting: upd})
 		var got struct {
 			Objects []json.RawMessage `json:"objects"`
 			Options map[string]any    `json:"options"`
@@ -83,7 +83,7 @@ func TestEncodeImportBodyShared(t *testing.T) {
 			objects = append(objects, []byte(o))
 			orig = append(orig, []byte(o))
 		}
-		want := EncodeImportBody(orig, opts)
+		want := appendImportBody(nil, orig, opts)
 		body := EncodeImportBodyShared(objects, opts)
 		if !bytes.Equal(body, want) {
 			t.Fatalf("body %s, want %s", body, want)

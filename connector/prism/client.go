@@ -18,18 +18,23 @@ import (
 	"github.com/google/uuid"
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields. These three are exported
+// for callers that report or scale them (the benchmark does).
 const (
-	DefaultBaseURL         = "https://developers.micro.so"
 	DefaultRateLimit       = 10 // requests per second, the documented per-key limit
-	DefaultMaxAttempts     = 5
-	DefaultMaxElapsed      = 10 * time.Minute
-	DefaultBackoffBase     = 500 * time.Millisecond
-	DefaultBackoffMax      = 30 * time.Second
-	DefaultMaxRetryAfter   = 5 * time.Minute
 	DefaultFirstPoll       = 2 * time.Second
 	DefaultMaxPollInterval = 30 * time.Second
-	DefaultTimeout         = 60 * time.Second
+)
+
+// The other defaults of New; Config's field comments name them.
+const (
+	defaultBaseURL       = "https://developers.micro.so"
+	defaultMaxAttempts   = 5
+	defaultMaxElapsed    = 10 * time.Minute
+	defaultBackoffBase   = 500 * time.Millisecond
+	defaultBackoffMax    = 30 * time.Second
+	defaultMaxRetryAfter = 5 * time.Minute
+	defaultTimeout       = 60 * time.Second
 )
 
 const (
@@ -41,9 +46,9 @@ const (
 	maxResponseBody = 64 << 20
 )
 
-// Config configures a Client. Zero fields get the defaults above.
+// Config configures a Client. Zero fields get the defaults named here.
 type Config struct {
-	BaseURL string // default DefaultBaseURL
+	BaseURL string // default https://developers.micro.so
 	APIKey  string // sent as x-api-key; never logged
 	TeamID  string // UUID from Settings → API
 
@@ -55,25 +60,30 @@ type Config struct {
 
 	// RateLimit is the client-side limit in requests per second for every
 	// request (imports, polls, retries): at most that many start in any one
-	// second (see windowLimiter); negative disables it.
+	// second (see windowLimiter); negative disables it. Default
+	// DefaultRateLimit.
 	RateLimit float64
 
 	// MaxAttempts bounds the attempts of one request (first try + retries);
 	// MaxElapsed bounds the time spent on them, including backoff. A retry
-	// whose delay would overrun MaxElapsed is not made.
+	// whose delay would overrun MaxElapsed is not made. Defaults 5 and 10
+	// minutes.
 	MaxAttempts int
 	MaxElapsed  time.Duration
 	// Backoff before retry n (n = 1, 2, ...) is BackoffBase·2^(n-1), capped
-	// at BackoffMax, minus up to 25 % random jitter.
+	// at BackoffMax, minus up to 25 % random jitter. Defaults 500 ms and
+	// 30 s.
 	BackoffBase, BackoffMax time.Duration
 	// MaxRetryAfter caps how long a server-requested Retry-After is honoured;
 	// a longer request ends the retries with the *APIError (RetryAfter set),
 	// so the caller can schedule the batch instead of holding a goroutine.
+	// Default 5 minutes.
 	MaxRetryAfter time.Duration
 
 	// FirstPoll is the delay before the first poll of an async job (raised
 	// to the learned typical job duration once jobs have been seen), after
-	// which the interval doubles up to MaxPollInterval.
+	// which the interval doubles up to MaxPollInterval. Defaults
+	// DefaultFirstPoll and DefaultMaxPollInterval.
 	FirstPoll, MaxPollInterval time.Duration
 
 	// Sleep waits d or until ctx is done; injectable so tests run instantly.
@@ -123,7 +133,7 @@ var objectRE = regexp.MustCompile(`^[a-z][a-z0-9_]*$`)
 // New validates cfg, applies defaults and returns a Client.
 func New(cfg Config) (*Client, error) {
 	if cfg.BaseURL == "" {
-		cfg.BaseURL = DefaultBaseURL
+		cfg.BaseURL = defaultBaseURL
 	}
 	base, err := url.Parse(strings.TrimRight(cfg.BaseURL, "/"))
 	if err != nil {
@@ -136,10 +146,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("prism: config: base URL: must not carry credentials, query or fragment")
 	}
 	if _, err := uuid.Parse(cfg.TeamID); err != nil {
-		return nil, fmt.Errorf("prism: config: team id %q is not a UUID (MICRO_TEAM_ID)", cfg.TeamID)
+		return nil, fmt.Errorf("prism: config: team id %q is not a UUID", cfg.TeamID)
 	}
 	if strings.TrimSpace(cfg.APIKey) == "" {
-		return nil, errors.New("prism: config: API key is empty (MICRO_API_KEY)")
+		return nil, errors.New("prism: config: API key is empty")
 	}
 	for name, d := range map[string]time.Duration{
 		"MaxElapsed": cfg.MaxElapsed, "BackoffBase": cfg.BackoffBase, "BackoffMax": cfg.BackoffMax,
@@ -157,17 +167,17 @@ func New(cfg Config) (*Client, error) {
 			*d = v
 		}
 	}
-	def(&cfg.MaxElapsed, DefaultMaxElapsed)
-	def(&cfg.BackoffBase, DefaultBackoffBase)
-	def(&cfg.BackoffMax, DefaultBackoffMax)
-	def(&cfg.MaxRetryAfter, DefaultMaxRetryAfter)
+	def(&cfg.MaxElapsed, defaultMaxElapsed)
+	def(&cfg.BackoffBase, defaultBackoffBase)
+	def(&cfg.BackoffMax, defaultBackoffMax)
+	def(&cfg.MaxRetryAfter, defaultMaxRetryAfter)
 	def(&cfg.FirstPoll, DefaultFirstPoll)
 	def(&cfg.MaxPollInterval, DefaultMaxPollInterval)
 	if cfg.MaxPollInterval < cfg.FirstPoll {
 		cfg.MaxPollInterval = cfg.FirstPoll
 	}
 	if cfg.MaxAttempts == 0 {
-		cfg.MaxAttempts = DefaultMaxAttempts
+		cfg.MaxAttempts = defaultMaxAttempts
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
@@ -185,7 +195,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.HTTPClient != nil {
 		hc = *cfg.HTTPClient
 	} else {
-		hc.Timeout = DefaultTimeout
+		hc.Timeout = defaultTimeout
 	}
 	if hc.CheckRedirect == nil {
 		hc.CheckRedirect = sameHostRedirect
@@ -227,6 +237,8 @@ func moduleVersion() string {
 	return "dev"
 }
 
+// sleepCtx waits d or until ctx is done, whichever comes first; it is the
+// default Config.Sleep and the rate limiter's wait.
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
@@ -241,7 +253,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Import submits one batch: body (see EncodeImportBody) is POSTed to
+// Import submits one batch: body (see EncodeImportBodyShared) is POSTed to
 // /v2/prism/{teamId}/{object}/import under idempotencyKey, and retried on
 // 408, 429, 5xx, network errors and cut-off 2xx bodies with the same key and
 // the same bytes. The returned Job is final when the import ran synchronously;
@@ -256,8 +268,8 @@ func (c *Client) Import(ctx context.Context, object, idempotencyKey string, body
 		return nil, fmt.Errorf("prism: import: idempotency key must be 1-255 characters, got %d", n)
 	}
 	// A full json.Valid over a multi-megabyte body cost 8% of a sync's
-	// CPU; the body comes from EncodeImportBody, whose output is fuzzed to
-	// be valid JSON, so only its outline is checked here.
+	// CPU; the body comes from EncodeImportBodyShared, whose output is
+	// fuzzed to be valid JSON, so only its outline is checked here.
 	if t := bytes.TrimSpace(body); len(t) < 2 || t[0] != '{' || t[len(t)-1] != '}' {
 		return nil, errors.New("prism: import: body is not a JSON object")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -348,8 +349,8 @@ func TestBackoffGrowsAndGivesUp(t *testing.T) {
 	if IsPermanent(err) || !ae.Temporary() {
 		t.Errorf("exhausted 5xx must not be permanent: %v", err)
 	}
-	if !strings.Contains(err.Error(), "giving up after 4 attempts") {
-		t.Errorf("err = %v", err)
+	if !strings.HasPrefix(err.Error(), "prism: import: giving up after 4 attempts: HTTP 504") || strings.Count(err.Error(), "prism:") != 1 {
+		t.Errorf("err = %v, want the operation named once, then the last answer", err)
 	}
 	sleeps := clk.Sleeps()
 	bounds := [][2]time.Duration{{750 * time.Millisecond, time.Second}, {1500 * time.Millisecond, 2 * time.Second}, {2250 * time.Millisecond, 3 * time.Second}}
@@ -406,15 +407,17 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 		body                         string
 		header                       []string
 		wantConflict, wantTooLarge   bool
+		wantUnauthorized             bool // cmd adds the hint naming its variables
+		wantEndpoint                 bool
 		wantInMsg, wantCode, wantReq string
 	}{
 		{name: "400", status: 400, body: `{"code":"invalid_property","message":"unknown slug foo","request_id":"r1","errors":[{"field":"objects[0].default.foo","message":"unknown property"}]}`,
 			wantInMsg: "objects[0].default.foo: unknown property", wantCode: "invalid_property", wantReq: "r1"},
 		{name: "401", status: 401, body: `{"message":"missing api key"}`, header: []string{"x-request-id", "hdr-2"},
-			wantInMsg: "check MICRO_API_KEY / MICRO_TEAM_ID", wantReq: "hdr-2"},
+			wantInMsg: "no or empty API key", wantReq: "hdr-2", wantUnauthorized: true},
 		{name: "403", status: 403, body: `{"code":"forbidden","message":"no access","request_id":null}`,
-			wantInMsg: "check MICRO_API_KEY / MICRO_TEAM_ID", wantCode: "forbidden"},
-		{name: "404", status: 404, body: `not found`, wantInMsg: "object type"},
+			wantInMsg: "API key invalid, revoked or without access to this team", wantCode: "forbidden", wantUnauthorized: true},
+		{name: "404", status: 404, body: `not found`, wantInMsg: "the team id and the object type", wantEndpoint: true},
 		{name: "409 mismatch by code", status: 409, body: `{"code":"idempotency_key_mismatch","message":"different body"}`,
 			wantConflict: true, wantInMsg: "mint a new key", wantCode: CodeIdempotencyKeyMismatch},
 		{name: "409 stale by message", status: 409, body: `{"message":"Idempotency key is stale"}`,
@@ -449,8 +452,17 @@ func TestNoRetryOnClientErrors(t *testing.T) {
 			if IsTooLarge(err) != tt.wantTooLarge {
 				t.Errorf("IsTooLarge = %v", !tt.wantTooLarge)
 			}
+			if IsUnauthorized(err) != tt.wantUnauthorized {
+				t.Errorf("IsUnauthorized = %v", !tt.wantUnauthorized)
+			}
+			if IsEndpointNotFound(err) != tt.wantEndpoint {
+				t.Errorf("IsEndpointNotFound = %v", !tt.wantEndpoint)
+			}
 			if !strings.Contains(err.Error(), tt.wantInMsg) {
 				t.Errorf("error %q lacks %q", err, tt.wantInMsg)
+			}
+			if want := fmt.Sprintf("prism: import: HTTP %d", tt.status); !strings.HasPrefix(err.Error(), want) || strings.Count(err.Error(), "prism:") != 1 {
+				t.Errorf("error %q does not start with %q, or names prism twice", err, want)
 			}
 			if ae.Code != tt.wantCode || ae.RequestID != tt.wantReq {
 				t.Errorf("code %q request id %q", ae.Code, ae.RequestID)
@@ -624,8 +636,8 @@ func TestNewValidation(t *testing.T) {
 		mod  func(*Config)
 		want string
 	}{
-		{"bad team", func(c *Config) { c.TeamID = "team-1" }, "MICRO_TEAM_ID"},
-		{"no key", func(c *Config) { c.APIKey = " " }, "MICRO_API_KEY"},
+		{"bad team", func(c *Config) { c.TeamID = "team-1" }, "team id"},
+		{"no key", func(c *Config) { c.APIKey = " " }, "API key is empty"},
 		{"ftp url", func(c *Config) { c.BaseURL = "ftp://x" }, "http(s)"},
 		{"no host", func(c *Config) { c.BaseURL = "https://" }, "http(s)"},
 		{"relative", func(c *Config) { c.BaseURL = "developers.micro.so" }, "http(s)"},
@@ -646,7 +658,7 @@ func TestNewValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.base.String() != DefaultBaseURL || c.hc.Timeout != DefaultTimeout || !strings.HasPrefix(c.userAgent, "prismsync/") {
+	if c.base.String() != defaultBaseURL || c.hc.Timeout != defaultTimeout || !strings.HasPrefix(c.userAgent, "prismsync/") {
 		t.Errorf("defaults: base %s timeout %v ua %q", c.base, c.hc.Timeout, c.userAgent)
 	}
 }

@@ -13,6 +13,9 @@
 // Errors the caller must act on are typed: a non-retryable HTTP answer is an
 // *APIError whose message says what to fix, and IsPermanent, IsTooLarge,
 // IsIdempotencyConflict and ErrJobNotFound let the caller decide between
-// rejecting, splitting, minting a new key or re-submitting. The API key is
-// never logged and is scrubbed from every error.
+// rejecting, splitting, minting a new key or re-submitting. IsUnauthorized
+// and IsEndpointNotFound mark answers only the configuration can fix; the
+// package speaks of "the API key" and "the team id", and leaves naming the
+// settings behind them to its caller. The API key is never logged and is
+// scrubbed from every error.
 package prism

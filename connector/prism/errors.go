@@ -20,17 +20,17 @@ var (
 	// or the job expired (jobs are kept for 7 days). The two cases cannot be
 	// told apart, so per-row outcomes must be stored as soon as a job is
 	// terminal. Test with errors.Is.
-	ErrJobNotFound = errors.New("prism: import job not found or expired")
+	ErrJobNotFound = errors.New("import job not found or expired")
 
 	// ErrKeyInUse reports an Import with an Idempotency-Key that another
 	// Import on the same Client is still sending; two attempts with one key
 	// at once have undocumented server behaviour, so the client refuses.
-	ErrKeyInUse = errors.New("prism: idempotency key already in flight")
+	ErrKeyInUse = errors.New("idempotency key already in flight")
 
 	// ErrUnexpectedResponse reports a well-formed JSON answer that does not
 	// look like an import job (for example no "status"). Retrying would only
 	// replay it, so it is permanent.
-	ErrUnexpectedResponse = errors.New("prism: unexpected response")
+	ErrUnexpectedResponse = errors.New("unexpected response")
 )
 
 // maxErrorBody bounds APIError.Body so a large HTML error page does not end
@@ -60,10 +60,11 @@ type FieldError struct {
 	Code    string `json:"code,omitempty"`
 }
 
-// Error describes the failure and what to do about it.
+// Error describes the answer and what to do about it. The Client's error
+// around it names the operation ("prism: import: HTTP 400 ...").
 func (e *APIError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "prism: %s: HTTP %d", e.Op, e.Status)
+	fmt.Fprintf(&b, "HTTP %d", e.Status)
 	if e.Code != "" {
 		fmt.Fprintf(&b, " %s", e.Code)
 	}
@@ -93,9 +94,9 @@ func (e *APIError) Error() string {
 func (e *APIError) hint() string {
 	switch {
 	case e.Status == http.StatusUnauthorized:
-		return "no or empty API key: check MICRO_API_KEY / MICRO_TEAM_ID"
+		return "no or empty API key"
 	case e.Status == http.StatusForbidden:
-		return "API key invalid, revoked or without access to this team: check MICRO_API_KEY / MICRO_TEAM_ID"
+		return "API key invalid, revoked or without access to this team"
 	case e.isIdempotencyConflict():
 		if e.isStale() {
 			return "idempotency key older than 24h: mint a new key, never reuse an expired one"
@@ -105,8 +106,8 @@ func (e *APIError) hint() string {
 		return "request body too large: send smaller batches"
 	case e.Status == http.StatusNotFound && e.Op == opPoll:
 		return "job id wrong or job expired after 7 days"
-	case e.Status == http.StatusNotFound:
-		return "check the base URL, MICRO_TEAM_ID and the object type"
+	case e.isEndpointNotFound():
+		return "check the base URL, the team id and the object type"
 	case e.Status == http.StatusTooManyRequests:
 		return "rate limit or monthly request quota exhausted"
 	case e.Status >= 500:
@@ -167,6 +168,29 @@ func (e *APIError) isTooLarge() bool {
 		}
 	}
 	return false
+}
+
+func (e *APIError) isUnauthorized() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+}
+
+func (e *APIError) isEndpointNotFound() bool {
+	return e.Status == http.StatusNotFound && e.Op == opImport
+}
+
+// IsUnauthorized reports a 401 or 403: the API key is missing, wrong or
+// revoked, or has no access to the team. Only the configuration can fix it.
+func IsUnauthorized(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.isUnauthorized()
+}
+
+// IsEndpointNotFound reports a 404 on an import: the base URL, the team id
+// or the object type names no import endpoint. (A 404 on a poll is
+// ErrJobNotFound.)
+func IsEndpointNotFound(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.isEndpointNotFound()
 }
 
 // IsIdempotencyConflict reports a 409 idempotency_key_mismatch or

@@ -11,8 +11,8 @@ import (
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
-func ExampleEncodeImportBody() {
-	body := prism.EncodeImportBody(
+func ExampleEncodeImportBodyShared() {
+	body := prism.EncodeImportBodyShared(
 		[][]byte{[]byte(`{"default":{"name":"Acme","domain":"acme.test"}}`)},
 		prism.ImportOptions{DedupeBy: "domain", CaseInsensitive: true, UpdateExisting: true},
 	)
@@ -46,7 +46,7 @@ func ExampleClient_Import() {
 		panic(err)
 	}
 	ctx := context.Background()
-	body := prism.EncodeImportBody([][]byte{
+	body := prism.EncodeImportBodyShared([][]byte{
 		[]byte(`{"default":{"name":"A","employees":"many"}}`),
 		[]byte(`{"default":{"name":"B","employees":3}}`),
 	}, prism.ImportOptions{DedupeBy: "name"})

@@ -166,7 +166,7 @@ func newTestClient(t *testing.T, s *server, tweak ...func(*Config)) (*Client, *f
 }
 
 func testBody() []byte {
-	return EncodeImportBody([][]byte{
+	return appendImportBody(nil, [][]byte{
 		[]byte(`{"default":{"name":"Acme","domain":"acme.test"}}`),
 		[]byte(`{"default":{"name":"Globex","domain":"globex.test"}}`),
 	}, ImportOptions{DedupeBy: "domain", CaseInsensitive: true})

@@ -21,15 +21,26 @@ type response struct {
 	attempts int
 }
 
-// do sends one logical request with retries. Attempts are strictly
+// do sends one logical request with retries and names the operation in
+// the error, once: what it wraps (an *APIError, a transport error) says
+// only what went wrong with the request.
+func (c *Client) do(ctx context.Context, op, method, u string, body []byte, key string) (*response, error) {
+	resp, err := c.retry(ctx, op, method, u, body, key)
+	if err != nil {
+		return nil, fmt.Errorf("prism: %s: %w", op, err)
+	}
+	return resp, nil
+}
+
+// retry makes the attempts of one request. Attempts are strictly
 // sequential, so one idempotency key is never on the wire twice at once
 // (from this call); every attempt passes the rate limiter, gets a fresh
 // reader over the same body bytes, and is reported to OnRequest.
-func (c *Client) do(ctx context.Context, op, method, u string, body []byte, key string) (*response, error) {
+func (c *Client) retry(ctx context.Context, op, method, u string, body []byte, key string) (*response, error) {
 	start := c.cfg.Now()
 	for attempt := 1; ; attempt++ {
 		if err := c.limiter.Wait(ctx); err != nil {
-			return nil, fmt.Errorf("prism: %s: rate limiter: %w", op, err)
+			return nil, fmt.Errorf("rate limiter: %w", err)
 		}
 		resp, retryErr, delay, err := c.attempt(ctx, op, method, u, body, key, attempt)
 		if err != nil {
@@ -41,26 +52,25 @@ func (c *Client) do(ctx context.Context, op, method, u string, body []byte, key 
 		}
 		// retryErr is transient; decide whether another attempt is allowed.
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("prism: %s: %w (last error: %w)", op, ctx.Err(), retryErr)
+			return nil, fmt.Errorf("%w (last error: %w)", ctx.Err(), retryErr)
 		}
 		var ae *APIError
 		if errors.As(retryErr, &ae) && ae.RetryAfter > c.cfg.MaxRetryAfter {
-			return nil, fmt.Errorf("prism: %s: server asked to wait %s, more than %s: %w",
-				op, ae.RetryAfter, c.cfg.MaxRetryAfter, retryErr)
+			return nil, fmt.Errorf("server asked to wait %s, more than %s: %w", ae.RetryAfter, c.cfg.MaxRetryAfter, retryErr)
 		}
 		if attempt >= c.cfg.MaxAttempts {
-			return nil, fmt.Errorf("prism: %s: giving up after %d attempts: %w", op, attempt, retryErr)
+			return nil, fmt.Errorf("giving up after %d attempts: %w", attempt, retryErr)
 		}
 		if delay < 0 {
 			delay = c.backoff(attempt)
 		}
 		if c.cfg.Now().Add(delay).Sub(start) > c.cfg.MaxElapsed {
-			return nil, fmt.Errorf("prism: %s: giving up after %d attempts, retry in %s would exceed %s: %w",
-				op, attempt, delay, c.cfg.MaxElapsed, retryErr)
+			return nil, fmt.Errorf("giving up after %d attempts, retry in %s would exceed %s: %w",
+				attempt, delay, c.cfg.MaxElapsed, retryErr)
 		}
 		c.log.WarnContext(ctx, "prism: retrying request", "op", op, "attempt", attempt, "delay", delay, "err", retryErr)
 		if err := c.cfg.Sleep(ctx, delay); err != nil {
-			return nil, fmt.Errorf("prism: %s: %w (last error: %w)", op, err, retryErr)
+			return nil, fmt.Errorf("%w (last error: %w)", err, retryErr)
 		}
 	}
 }
@@ -73,7 +83,7 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 	delay = -1
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
-		return nil, nil, 0, fmt.Errorf("prism: %s: build request: %w", op, err)
+		return nil, nil, 0, fmt.Errorf("build request: %w", err)
 	}
 	if body != nil {
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
@@ -105,13 +115,13 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 		err = c.redactErr(err)
 		report(err)
 		if ctx.Err() != nil {
-			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, ctx.Err())
+			return nil, nil, 0, ctx.Err()
 		}
 		// Network errors (reset, EOF, timeout, refused) are all retried: the
 		// idempotency key makes a resend safe even if the first one landed.
 		// A refused redirect is a configuration problem and not retried.
 		if errors.Is(err, errRedirectRefused) {
-			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, err)
+			return nil, nil, 0, err
 		}
 		return nil, fmt.Errorf("send: %w", err), -1, nil
 	}
@@ -123,7 +133,7 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 		readErr = c.redactErr(readErr)
 		report(readErr)
 		if ctx.Err() != nil {
-			return nil, nil, 0, fmt.Errorf("prism: %s: %w", op, ctx.Err())
+			return nil, nil, 0, ctx.Err()
 		}
 		return nil, fmt.Errorf("read HTTP %d response: %w", hr.StatusCode, readErr), -1, nil
 	}
@@ -135,7 +145,7 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 			if errors.Is(err, errMalformed) {
 				return nil, fmt.Errorf("HTTP %d: %w", hr.StatusCode, err), -1, nil
 			}
-			return nil, nil, 0, fmt.Errorf("prism: %s: HTTP %d: %w", op, hr.StatusCode, err)
+			return nil, nil, 0, fmt.Errorf("HTTP %d: %w", hr.StatusCode, err)
 		}
 		job.Replayed = strings.EqualFold(hr.Header.Get("idempotent-replay"), "true")
 		job.RequestID = info.RequestID

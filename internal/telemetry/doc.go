@@ -7,6 +7,6 @@
 // own prometheus.Registry, never the global default one, so two instances (in
 // tests, or two daemons in one process) never collide. Handler serves
 // /healthz (the process answers), /readyz (a caller-supplied check plus "no
-// sync has failed too many passes in a row") and /metrics; Serve runs it until
-// its context ends.
+// sync has failed too many passes in a row") and /metrics; ServeListener
+// runs it on a listener the caller opened until its context ends.
 package telemetry

@@ -58,24 +58,14 @@ func indent(s string) string {
 	return "  " + strings.ReplaceAll(s, "\n", "\n  ")
 }
 
-// shutdownTimeout bounds how long Serve waits for open requests once its
-// context ends; scrapes and probes are short.
+// shutdownTimeout bounds how long ServeListener waits for open requests once
+// its context ends; scrapes and probes are short.
 const shutdownTimeout = 5 * time.Second
 
-// Serve listens on addr and serves h until ctx ends, then shuts down
-// gracefully. It returns nil after a shutdown caused by ctx.
-func Serve(ctx context.Context, addr string, h http.Handler) error {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", addr)
-	if err != nil {
-		return fmt.Errorf("telemetry: listen on %s: %w", addr, err)
-	}
-	return ServeListener(ctx, ln, h)
-}
-
-// ServeListener is Serve on a listener the caller opened (so it can report a
-// busy address before starting anything else, or use port 0 in tests). It
-// closes ln.
+// ServeListener serves h on ln until ctx ends, then shuts down gracefully;
+// it returns nil after a shutdown caused by ctx, and closes ln. The caller
+// opens the listener, so it can report a busy address before starting
+// anything else, or use port 0 in tests.
 func ServeListener(ctx context.Context, ln net.Listener, h http.Handler) error {
 	srv := &http.Server{
 		Handler:           h,

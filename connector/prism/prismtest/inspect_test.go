@@ -143,7 +143,7 @@ func TestNewServerCleanupReleasesHungRequests(t *testing.T) {
 		r, _ := http.NewRequest("GET", ts.JobURL("t", "j"), nil)
 		r.Header.Set("x-api-key", "k")
 		go func() {
-			resp, err := ts.HTTP.Client().Do(r)
+			resp, err := ts.Client.Do(r)
 			if err == nil {
 				resp.Body.Close()
 			}

@@ -70,7 +70,7 @@ func TestZeroOptionsAcceptAnyKeyAndTeam(t *testing.T) {
 	body := strings.NewReader(`{"objects":[{"default":{"name":"a"}}]}`)
 	r, _ := http.NewRequest("POST", ts.ImportURL("any-team", "deal"), body)
 	r.Header.Set("x-api-key", "whatever")
-	resp, err := ts.HTTP.Client().Do(r)
+	resp, err := ts.Client.Do(r)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestZeroOptionsAcceptAnyKeyAndTeam(t *testing.T) {
 		t.Fatalf("count = %d", ts.Count("deal"))
 	}
 	r, _ = http.NewRequest("POST", ts.ImportURL("any-team", "deal"), strings.NewReader(`{"objects":[]}`))
-	resp, err = ts.HTTP.Client().Do(r)
+	resp, err = ts.Client.Do(r)
 	if err != nil {
 		t.Fatal(err)
 	}

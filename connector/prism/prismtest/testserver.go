@@ -1,30 +1,51 @@
 package prismtest
 
 import (
-	"net/http/httptest"
-	"testing"
+	"net"
+	"net/http"
+	"time"
 )
 
-// TestServer is a Server listening on a loopback httptest.Server.
+// TB is the part of testing.TB that NewServer needs; *testing.T, *testing.B
+// and *testing.F satisfy it. It is declared here rather than taken from
+// package testing, so that programs that serve the fake (prismsync demo and
+// bench) do not link the testing package.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Fatalf(format string, args ...any)
+}
+
+// TestServer is a Server listening on a loopback port.
 type TestServer struct {
 	*Server
-	// HTTP is the underlying listener; HTTP.Client() talks to it.
-	HTTP *httptest.Server
 	// URL is the base URL (no trailing slash), e.g. "http://127.0.0.1:41234".
 	URL string
+	// Client sends requests to the fake; its idle connections are closed
+	// with the server.
+	Client *http.Client
 }
 
 // NewServer starts a fake on a loopback port and shuts it down (releasing
 // hung requests first) when the test ends.
-func NewServer(t testing.TB, opts Options) *TestServer {
+func NewServer(t TB, opts Options) *TestServer {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		if ln, err = net.Listen("tcp6", "[::1]:0"); err != nil {
+			t.Fatalf("prismtest: listen on a loopback port: %v", err)
+		}
+	}
 	s := New(opts)
-	hs := httptest.NewServer(s)
+	hs := &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln) //nolint:errcheck // ErrServerClosed once the test ends
+	tr := &http.Transport{}
 	t.Cleanup(func() {
-		s.Close()
+		s.Close() // first, so hung handlers answer instead of holding connections
 		hs.Close()
+		tr.CloseIdleConnections()
 	})
-	return &TestServer{Server: s, HTTP: hs, URL: hs.URL}
+	return &TestServer{Server: s, URL: "http://" + ln.Addr().String(), Client: &http.Client{Transport: tr}}
 }
 
 // ImportURL is the import endpoint of an object type for team.

@@ -64,6 +64,9 @@ func (s *PGStore) SaveFingerprints(ctx context.Context, sync string, keys [][]st
 	if len(p.keys) == 0 && len(p.gone) == 0 {
 		return nil
 	}
+	if err := s.writable(); err != nil {
+		return err
+	}
 	// The CTE and the INSERT see the same snapshot; a key is in one list or
 	// the other, never both, so their order does not matter.
 	_, err = s.pool.Exec(ctx, `

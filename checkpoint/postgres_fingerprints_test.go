@@ -50,7 +50,7 @@ func openTraced(t testing.TB, c *queryCounter) *PGStore {
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	must(t, err)
 	t.Cleanup(pool.Close)
-	s, err := OpenPostgres(ctx, pool)
+	s, err := openPostgres(ctx, pool)
 	must(t, err)
 	return s
 }
