@@ -122,8 +122,18 @@ type Store interface {
 	// AddRequests adds n to the API request count of month ("2026-11",
 	// UTC calendar month), shared by every process using the store.
 	AddRequests(ctx context.Context, month string, n int) error
+	// TakeRequests adds n (negative gives requests back; the count never
+	// goes below 0) to month's count if the result stays at or below limit,
+	// or whatever the result when limit < 0, atomically with every other
+	// process. It returns the count afterwards, or the unchanged count
+	// and false when n did not fit.
+	TakeRequests(ctx context.Context, month string, n, limit int) (total int, ok bool, err error)
 	// Requests returns the API request count of month (0 if none).
 	Requests(ctx context.Context, month string) (int, error)
+	// Turns returns every sync's turn in the request budget, by sync name.
+	Turns(ctx context.Context) ([]Turn, error)
+	// SaveTurn replaces the turn of t.Sync.
+	SaveTurn(ctx context.Context, t Turn) error
 	// TryLock takes the lease on sync without waiting: ok is false when
 	// another holder has it. The lease ends with release (safe to call more
 	// than once) or when the holding process dies, so another replica can

@@ -55,6 +55,13 @@
 //	                          summed over every process
 //	prismsync.fingerprints    (sync, row_key text) PK, sum bytea: change fingerprints
 //	                          (schema version 3)
+//	prismsync.budget_turns    sync PK, last_send, last_cost, waiting_since,
+//	                          waiting_rows, held_at, interval_us: each sync's turn
+//	                          in the request budget (Turn; schema version 5)
+//
+// TakeRequests reserves requests with one conditional upsert on the month's
+// row, decided under that row's lock, so replicas never both take the last
+// requests of a month.
 //
 // TryLock leases a sync to one replica with pg_try_advisory_lock on a
 // connection of its own, outside the pool; the lock ends with release or with
@@ -133,10 +140,11 @@
 //	                          "payload": "<base64>", "attempts": 2, "first_seen": "…", "last_seen": "…"}]},
 //	  "runs":      {"orgs": {"started": "…", "finished": "…", "ok": true, "rows": 500, "sent": 498}},
 //	  "requests":  {"2026-11": 412},
-//	  "fingerprints": {"orgs": {"1:42;": "<base64 sum>"}}
+//	  "fingerprints": {"orgs": {"1:42;": "<base64 sum>"}},
+//	  "turns":     {"orgs": {"last_send": "…", "last_cost": 1, "interval_ns": 300000000000}}
 //	}
 //
-// "runs", "requests" and "fingerprints" were added within version 1 (an
+// "runs", "requests", "fingerprints" and "turns" were added within version 1 (an
 // older prismsync ignores them).
 //
 // A "version" other than 1 is ErrUnsupportedVersion; a document that does

@@ -459,6 +459,7 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.rejects, sync)
 		delete(st.runs, sync)
 		delete(st.fingerprints, sync)
+		delete(st.turns, sync)
 		return nil
 	})
 	if err != nil {

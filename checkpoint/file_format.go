@@ -26,6 +26,7 @@ type fileState struct {
 	// fingerprints per sync, by fingerprintKey; sums are never modified in
 	// place either.
 	fingerprints map[string]map[string][]byte
+	turns        map[string]fileTurn
 	nextSeq      int64
 }
 
@@ -38,6 +39,7 @@ func emptyState() fileState {
 		runs:         map[string]fileRun{},
 		requests:     map[string]int{},
 		fingerprints: map[string]map[string][]byte{},
+		turns:        map[string]fileTurn{},
 		nextSeq:      1,
 	}
 }
@@ -51,6 +53,7 @@ func (st fileState) clone() fileState {
 		runs:         maps.Clone(st.runs),
 		requests:     maps.Clone(st.requests),
 		fingerprints: maps.Clone(st.fingerprints),
+		turns:        maps.Clone(st.turns),
 		nextSeq:      st.nextSeq,
 	}
 }
@@ -70,6 +73,18 @@ type fileDoc struct {
 	// Per sync, fingerprintKey -> base64 sum. An older prismsync drops
 	// them; the rows are then sent once more, nothing is lost.
 	Fingerprints map[string]map[string][]byte `json:"fingerprints,omitempty"`
+	// The request budget's turn per sync. An older prismsync drops them;
+	// the pace then starts over from that version's first send.
+	Turns map[string]fileTurn `json:"turns,omitempty"`
+}
+
+type fileTurn struct {
+	LastSend     time.Time     `json:"last_send,omitzero"`
+	LastCost     int           `json:"last_cost,omitempty"`
+	WaitingSince time.Time     `json:"waiting_since,omitzero"`
+	WaitingRows  int           `json:"waiting_rows,omitempty"`
+	HeldAt       time.Time     `json:"held_at,omitzero"`
+	Interval     time.Duration `json:"interval_ns,omitempty"`
 }
 
 type fileRun struct {
@@ -195,6 +210,12 @@ func decodeFile(data []byte) (fileState, error) {
 			st.fingerprints[sync] = m
 		}
 	}
+	for sync, t := range doc.Turns {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: turn with an empty sync name", ErrCorrupt)
+		}
+		st.turns[sync] = t
+	}
 	for sync, rs := range doc.Rejects {
 		if sync == "" {
 			return fileState{}, fmt.Errorf("%w: rejects with an empty sync name", ErrCorrupt)
@@ -236,6 +257,7 @@ func encodeFile(st fileState) ([]byte, error) {
 		Requests:  st.requests,
 		// encoding/json writes map keys sorted, so this is deterministic too.
 		Fingerprints: st.fingerprints,
+		Turns:        st.turns,
 	}
 	for sync, m := range st.rejects {
 		rs := slices.Collect(maps.Values(m))

@@ -104,9 +104,10 @@ func TestPostgresFingerprintsMigration(t *testing.T) {
 	must(t, err)
 	must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
 	must(t, s.Close())
-	// Back to version 2: undo migrations 3 (fingerprints) and 4 (journal row keys).
+	// Back to version 2: undo migrations 3 (fingerprints), 4 (journal row
+	// keys) and 5 (budget turns).
 	pgExec(t, dsn, `DROP TABLE prismsync.fingerprints; ALTER TABLE prismsync.journal DROP COLUMN row_keys;
-		DELETE FROM prismsync.schema_version WHERE version >= 3`)
+		DROP TABLE prismsync.budget_turns; DELETE FROM prismsync.schema_version WHERE version >= 3`)
 
 	s2, err := Open(ctx, "", dsn)
 	must(t, err)

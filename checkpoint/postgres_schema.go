@@ -84,6 +84,17 @@ var migrations = []string{
 	// 4: the row key of each object of a journaled batch, so that rows a
 	// settled batch's job refused are recorded under their own keys.
 	`ALTER TABLE prismsync.journal ADD COLUMN row_keys jsonb NOT NULL DEFAULT '[]';`,
+	// 5: the request budget's turn per sync: its last send and its claim
+	// for the next one (see Turn).
+	`CREATE TABLE prismsync.budget_turns (
+		sync          text PRIMARY KEY,
+		last_send     timestamptz,
+		last_cost     integer NOT NULL,
+		waiting_since timestamptz,
+		waiting_rows  integer NOT NULL,
+		held_at       timestamptz,
+		interval_us   bigint NOT NULL
+	);`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.

@@ -738,6 +738,96 @@ func testStore(t *testing.T, h harness) {
 		}
 	})
 
+	t.Run("TakeRequests", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		take := func(month string, n, limit, wantTotal int, wantOK bool) {
+			t.Helper()
+			total, ok, err := s.TakeRequests(ctx, month, n, limit)
+			must(t, err)
+			if total != wantTotal || ok != wantOK {
+				t.Fatalf("TakeRequests(%s, %d, %d) = %d, %v; want %d, %v", month, n, limit, total, ok, wantTotal, wantOK)
+			}
+		}
+		take("2026-12", 4, 3, 0, false) // does not fit an empty month: nothing stored
+		take("2026-12", 3, 3, 3, true)
+		take("2026-12", 1, 3, 3, false)
+		take("2026-12", -2, 3, 1, true) // giving back always fits
+		take("2026-12", 2, 3, 3, true)
+		take("2026-12", 10, -1, 13, true) // no limit
+		take("2026-12", -20, -1, 0, true) // never below zero
+		take("2027-01", 0, 0, 0, true)
+		must(t, s.AddRequests(ctx, "2026-12", 5))
+		take("2026-12", 0, 5, 5, true)
+		must(t, s.Close())
+		s = h.openStore(t, loc, nil)
+		if n, _ := s.Requests(ctx, "2026-12"); n != 5 {
+			t.Fatalf("Requests after reopen = %d, want 5", n)
+		}
+		if _, _, err := s.TakeRequests(ctx, "december", 1, -1); err == nil {
+			t.Error("TakeRequests with a bad month succeeded")
+		}
+		// Concurrent takers never exceed the limit together, and every
+		// take that reported success is counted.
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		granted := 0
+		for range 8 {
+			wg.Go(func() {
+				for range 10 {
+					_, ok, err := s.TakeRequests(ctx, "2027-03", 1, 50)
+					if err != nil {
+						t.Error(err)
+					}
+					if ok {
+						mu.Lock()
+						granted++
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if n, _ := s.Requests(ctx, "2027-03"); n != 50 || granted != 50 {
+			t.Errorf("80 concurrent takes under a limit of 50: count %d, granted %d", n, granted)
+		}
+	})
+
+	t.Run("Turns", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		if ts, err := s.Turns(ctx); err != nil || len(ts) != 0 {
+			t.Fatalf("fresh Turns = %v, %v", ts, err)
+		}
+		at := time.Date(2026, 12, 31, 23, 59, 59, 123456789, time.UTC)
+		people := Turn{Sync: "people", LastSend: at, LastCost: 3, Interval: 90*time.Second + 1}
+		orgs := Turn{Sync: "orgs", WaitingSince: at.Add(-time.Hour), WaitingRows: 7, HeldAt: at, Interval: time.Minute}
+		must(t, s.SaveTurn(ctx, people))
+		must(t, s.SaveTurn(ctx, orgs))
+		orgs.WaitingSince, orgs.LastSend = time.Time{}, at.Add(time.Second) // it sent: the claim is cleared
+		must(t, s.SaveTurn(ctx, orgs))
+		must(t, s.Close())
+		s = h.openStore(t, loc, nil)
+		got, err := s.Turns(ctx)
+		must(t, err)
+		want := []Turn{normTurn(orgs), normTurn(people)}
+		if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+			t.Fatalf("Turns after reopen:\n got %+v\nwant %+v", got, want)
+		}
+		if got[1].LastSend.Nanosecond() != 123456000 || got[1].Interval != 90*time.Second {
+			t.Errorf("times not kept to the microsecond: %+v", got[1])
+		}
+		if err := s.SaveTurn(ctx, Turn{}); err == nil {
+			t.Error("SaveTurn without a sync name succeeded")
+		}
+		must(t, s.Forget(ctx, "orgs"))
+		if got, _ := s.Turns(ctx); len(got) != 1 || got[0].Sync != "people" {
+			t.Errorf("Turns after Forget(orgs) = %+v", got)
+		}
+	})
+
 	t.Run("TryLock", func(t *testing.T) {
 		s := h.openStore(t, h.newLoc(t), nil)
 		rel, ok, err := s.TryLock(ctx, "orgs")
@@ -835,6 +925,7 @@ func testReadOnly(t *testing.T, h harness) {
 	must(t, w.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
 	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}))
 	must(t, w.AddRequests(ctx, "2026-11", 9))
+	must(t, w.SaveTurn(ctx, Turn{Sync: "orgs", LastCost: 2}))
 	must(t, w.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{1, 2}}))
 
 	// The writer stays open (a file store keeps its lock): a reader opens
@@ -858,6 +949,11 @@ func testReadOnly(t *testing.T, h harness) {
 		must(t, err)
 		syncs, err := s.Syncs(ctx)
 		must(t, err)
+		turns, err := s.Turns(ctx)
+		must(t, err)
+		if len(turns) != 1 || turns[0].LastCost != 2 {
+			t.Errorf("%s sees turns %+v", who, turns)
+		}
 		if !st.Position.Equal(pos("7")) || len(p) != 1 || !ok || run.Rows != 3 || n != 9 || c != 1 ||
 			len(fps) != 1 || !bytes.Equal(fps[0], []byte{1, 2}) || !slices.Equal(syncs, []string{"orgs"}) {
 			t.Errorf("%s sees state %+v, pending %v, run %+v %v, requests %d, rejects %d, fingerprints %v, syncs %v",
@@ -874,6 +970,8 @@ func testReadOnly(t *testing.T, h harness) {
 		"SaveFingerprints": r.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{3}}),
 		"RecordRun":        r.RecordRun(ctx, "orgs", Run{}),
 		"AddRequests":      r.AddRequests(ctx, "2026-11", 1),
+		"TakeRequests":     takeErr(r.TakeRequests(ctx, "2026-11", 1, -1)),
+		"SaveTurn":         r.SaveTurn(ctx, Turn{Sync: "orgs"}),
 	} {
 		if !errors.Is(err, ErrReadOnly) {
 			t.Errorf("%s on a read-only store = %v, want ErrReadOnly", name, err)
@@ -882,6 +980,8 @@ func testReadOnly(t *testing.T, h harness) {
 	check(r, "reader after refused writes")
 	check(w, "writer after the reader's refused writes")
 }
+
+func takeErr(_ int, _ bool, err error) error { return err }
 
 // sum16 is a distinct 16-byte sum per (seed, i), like the engine's digests.
 func sum16(seed string, i int) []byte {
