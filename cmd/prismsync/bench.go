@@ -141,9 +141,7 @@ func runBench(ctx context.Context, cmd string, args []string, stdin io.Reader, s
 	if cmd == benchFakeAPICommand {
 		return runBenchFakeAPI(ctx, args, stdin, stdout, stderr)
 	}
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, benchHelp) }
+	fs := newFlagSet("bench", benchHelp, stderr)
 	var c benchConfig
 	fs.IntVar(&c.Rows, "rows", 1_000_000, "rows to seed")
 	fs.IntVar(&c.Batch, "batch", 5000, "batch size")

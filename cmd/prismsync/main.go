@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -108,18 +107,6 @@ Usage:
 Configuration comes from the environment; see config.example.env.
 Run 'prismsync COMMAND --help' for a command's flags.
 `
-
-// parseFlags parses a command's flags; help is true when the user asked for
-// --help (already printed), so the command should just return.
-func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return false, &usageError{err}
-	}
-	return false, nil
-}
 
 // Run executes one prismsync command.
 func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,9 +28,7 @@ Examples:
 `
 
 func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("once", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, onceHelp) }
+	fs := newFlagSet("once", onceHelp, stderr)
 	only := fs.String("sync", "", "run only the sync with this name")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
@@ -117,9 +114,7 @@ Example:
 `
 
 func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, runHelp) }
+	fs := newFlagSet("run", runHelp, stderr)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
