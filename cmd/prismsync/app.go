@@ -148,6 +148,42 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 	return sum, true, explain(err)
 }
 
+// selectSyncs returns the syncs a --sync flag names: all of them when name
+// is empty.
+func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
+	if name == "" {
+		return all, nil
+	}
+	for _, s := range all {
+		if s.Name == name {
+			return []*mapping.Sync{s}, nil
+		}
+	}
+	return nil, &usageError{fmt.Errorf("no sync named %q in the mapping file", name)}
+}
+
+// logSummary writes the one info line per pass per sync that operators read.
+func logSummary(log *slog.Logger, s connector.Summary, err error) {
+	attrs := []any{
+		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
+		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
+		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
+	}
+	if err != nil {
+		log.Error("pass failed", append(attrs, "err", explain(err))...)
+		return
+	}
+	log.Info("pass done", attrs...)
+}
+
+// positionText is a summary's checkpoint as the pass line and demo print it.
+func positionText(s connector.Summary) string {
+	if s.Position.IsZero() {
+		return "start"
+	}
+	return fmt.Sprintf("%s %v", s.Position.Cursor, s.Position.Key)
+}
+
 // startOps wires the ops side (metrics, run records for status, and, when
 // HTTP_ADDR is set, the HTTP endpoint and sd_notify) into the app. Call the
 // returned stop after the syncs have stopped.
