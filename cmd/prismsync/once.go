@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
@@ -36,12 +37,12 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 	if err != nil {
 		return err
 	}
-	a.cfg.HTTPAddr = "" // a one-shot run serves no endpoint, but records its runs
-	stopOps, err := a.startOps(ctx)
+	// A one-shot run serves no endpoint, but records its runs.
+	o, err := startOps(ctx, a, opsOptions{env: os.LookupEnv})
 	if err != nil {
 		return err
 	}
-	defer stopOps()
+	defer o.stop()
 	var failed []error
 	for _, s := range syncs {
 		sy := a.syncer(s)

@@ -5,13 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
-	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
@@ -23,39 +21,37 @@ const (
 	storeOpTimeout  = 10 * time.Second
 )
 
-// startOps starts what operators and service managers watch while the daemon
-// runs: the HTTP endpoint on HTTP_ADDR (/healthz, /readyz, /metrics; empty
-// disables it), sd_notify READY=1 (so call it once the daemon is about to
-// schedule its syncs), STOPPING=1 when ctx ends, WATCHDOG=1 pings, and a
-// writer that records each pass in the checkpoint store for "prismsync
-// status".
-//
-// obs goes into connector.Syncer.Observer and onRequest into
-// prism.Config.OnRequest. The endpoint keeps answering after ctx ends (while
-// in-flight batches drain, /readyz says "shutting down"); stop ends it and
-// flushes pending run records, so call it after the syncs have stopped.
-func startOps(ctx context.Context, a *app) (obs connector.Observer, onRequest func(prism.RequestInfo), stop func(), err error) {
-	o, err := newOps(ctx, a, os.LookupEnv)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return o.observer, o.metrics.ObserveRequest, o.stop, nil
+// opsOptions says what startOps starts besides the run-record writer and
+// the request-count refresh.
+type opsOptions struct {
+	// endpoint serves /healthz, /readyz and /metrics on HTTP_ADDR (empty
+	// disables it). A one-shot run serves none.
+	endpoint bool
+	// env reads sd_notify's NOTIFY_SOCKET and WATCHDOG_USEC (os.LookupEnv).
+	env func(string) (string, bool)
 }
 
-// ops is startOps' result in a form tests can inspect.
+// ops is what startOps started.
 type ops struct {
-	metrics  *telemetry.Metrics
-	observer *opsObserver
-	addr     string // bound address of the HTTP endpoint; "" when disabled
-	stop     func()
+	addr string // bound address of the HTTP endpoint; "" when none
+	stop func() // ends the goroutines and flushes run records; idempotent
 }
 
-func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) (*ops, error) {
-	m := telemetry.New(telemetry.Options{MonthlyLimit: a.cfg.MonthlyRequests})
+// startOps starts what operators and service managers watch while syncs
+// run: the HTTP endpoint, sd_notify READY=1 (so call it once the syncs are
+// about to start), STOPPING=1 when ctx ends, WATCHDOG=1 pings, and a writer
+// that records each pass the app's observer saw in the checkpoint store for
+// "prismsync status". It reads the app (the metrics and observer newApp
+// built) and changes nothing in it.
+//
+// The endpoint keeps answering after ctx ends (while in-flight batches
+// drain, /readyz says "shutting down"); stop ends it and flushes pending run
+// records, so call it after the syncs have stopped.
+func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	// A listener that fails is a configuration problem (port taken, bad
 	// address) reported before anything else starts.
 	var ln net.Listener
-	if a.cfg.HTTPAddr != "" {
+	if opt.endpoint && a.cfg.HTTPAddr != "" {
 		var lc net.ListenConfig
 		l, err := lc.Listen(ctx, "tcp", a.cfg.HTTPAddr)
 		if err != nil {
@@ -68,11 +64,11 @@ func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) 
 	// endpoint must keep answering while batches drain.
 	opsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	o := &ops{metrics: m, observer: &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}}
+	o := &ops{}
 
 	if ln != nil {
 		o.addr = ln.Addr().String()
-		h := m.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
+		h := a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
 		wg.Go(func() {
 			if err := telemetry.ServeListener(opsCtx, ln, h); err != nil {
 				a.log.Error("ops endpoint stopped", "err", err)
@@ -81,15 +77,15 @@ func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) 
 		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/healthz /readyz /metrics")
 	}
 
-	wg.Go(func() { o.observer.recordRuns(opsCtx, a) })
-	wg.Go(func() { refreshRequests(opsCtx, a, m) })
+	wg.Go(func() { a.observer.recordRuns(opsCtx, a) })
+	wg.Go(func() { refreshRequests(opsCtx, a, a.metrics) })
 
-	n := sdnotify.FromEnv(lookupEnv)
+	n := sdnotify.FromEnv(opt.env)
 	if n.Enabled() {
 		if err := n.Notify(ctx, sdnotify.Ready, fmt.Sprintf("STATUS=running %d sync(s)", len(a.syncs))); err != nil {
 			a.log.Warn("sd_notify READY failed", "err", err)
 		}
-		if interval, ok := sdnotify.WatchdogInterval(lookupEnv); ok {
+		if interval, ok := sdnotify.WatchdogInterval(opt.env); ok {
 			wg.Go(func() {
 				n.RunWatchdog(opsCtx, interval, nil, func(err error) { a.log.Warn("sd_notify WATCHDOG failed", "err", err) })
 			})
@@ -170,10 +166,16 @@ func refreshRequests(ctx context.Context, a *app, m *telemetry.Metrics) {
 
 // opsObserver is the telemetry observer plus a record of each pass for
 // "prismsync status". Observer methods must not do I/O, so passes are queued
-// for a writer goroutine.
+// for the writer startOps starts (recordRuns). A command that starts no ops
+// (backfill, rejects --retry) records no runs: nothing drains its queue, and
+// a full queue drops records rather than block.
 type opsObserver struct {
 	*telemetry.Metrics
 	runs chan runRecord
+}
+
+func newOpsObserver(m *telemetry.Metrics) *opsObserver {
+	return &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}
 }
 
 type runRecord struct {

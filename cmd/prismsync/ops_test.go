@@ -20,6 +20,7 @@ import (
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/internal/pgtest"
 	"github.com/prismsync/prismsync/internal/telemetry"
@@ -102,12 +103,18 @@ func fileApp(t *testing.T, httpAddr string) (*app, checkpoint.Store) {
 	store, err := checkpoint.OpenFile(filepath.Join(t.TempDir(), "checkpoint.json"))
 	mustT(t, err)
 	t.Cleanup(func() { store.Close() })
+	m := telemetry.New(telemetry.Options{MonthlyLimit: 1000})
 	return &app{
-		cfg:   &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000},
-		log:   slog.New(slog.DiscardHandler),
-		store: store,
+		cfg:      &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000},
+		log:      slog.New(slog.DiscardHandler),
+		store:    store,
+		metrics:  m,
+		observer: newOpsObserver(m),
 	}, store
 }
+
+// noEnv is an environment without sd_notify's variables.
+func noEnv(string) (string, bool) { return "", false }
 
 func TestOpsLifecycle(t *testing.T) {
 	a, store := fileApp(t, "127.0.0.1:0")
@@ -120,7 +127,7 @@ func TestOpsLifecycle(t *testing.T) {
 
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	o, err := newOps(runCtx, a, lookup)
+	o, err := startOps(runCtx, a, opsOptions{endpoint: true, env: lookup})
 	mustT(t, err)
 	defer o.stop()
 	base := "http://" + o.addr
@@ -138,8 +145,8 @@ func TestOpsLifecycle(t *testing.T) {
 
 	// The request gauge starts from the store's count; the client's hook
 	// adds to it.
-	var obs connector.Observer = o.observer
-	onRequest := o.metrics.ObserveRequest
+	var obs connector.Observer = a.observer
+	onRequest := countRequest(ctx, budget.New(1000, store, a.log), a.metrics)
 	onRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1})
 	eventually(t, "request count in /metrics", func() bool {
 		_, body := httpGet(t, base+"/metrics")
@@ -183,23 +190,33 @@ func TestOpsBusyAddressAndDisabled(t *testing.T) {
 	mustT(t, err)
 	defer ln.Close()
 	a, _ := fileApp(t, ln.Addr().String())
-	_, _, _, err = startOps(context.Background(), a)
+	_, err = startOps(context.Background(), a, opsOptions{endpoint: true, env: noEnv})
 	if err == nil || exitCode(err) != exitUsage || !strings.Contains(err.Error(), "HTTP_ADDR") {
 		t.Errorf("startOps on a busy address = %v (exit %d)", err, exitCode(err))
 	}
 
 	a, _ = fileApp(t, "")
-	o, err := newOps(context.Background(), a, func(string) (string, bool) { return "", false })
+	o, err := startOps(context.Background(), a, opsOptions{endpoint: true, env: noEnv})
 	mustT(t, err)
 	if o.addr != "" {
 		t.Errorf("HTTP_ADDR empty but endpoint on %s", o.addr)
+	}
+	o.stop()
+
+	// A one-shot run asks for no endpoint, whatever HTTP_ADDR says, and
+	// leaves the configuration as it was.
+	a, _ = fileApp(t, ln.Addr().String())
+	o, err = startOps(context.Background(), a, opsOptions{env: noEnv})
+	mustT(t, err)
+	if o.addr != "" || a.cfg.HTTPAddr != ln.Addr().String() {
+		t.Errorf("endpoint: false but endpoint on %q, HTTP_ADDR now %q", o.addr, a.cfg.HTTPAddr)
 	}
 	o.stop()
 }
 
 func TestOpsReadyReportsUnreachableStore(t *testing.T) {
 	a, store := fileApp(t, "127.0.0.1:0")
-	o, err := newOps(context.Background(), a, func(string) (string, bool) { return "", false })
+	o, err := startOps(context.Background(), a, opsOptions{endpoint: true, env: noEnv})
 	mustT(t, err)
 	defer o.stop()
 	store.Close() // a closed store fails like an unreachable one

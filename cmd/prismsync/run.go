@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -38,11 +39,11 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stder
 		return err
 	}
 	defer a.close()
-	stopOps, err := a.startOps(ctx)
+	o, err := startOps(ctx, a, opsOptions{endpoint: true, env: os.LookupEnv})
 	if err != nil {
 		return err
 	}
-	defer stopOps()
+	defer o.stop()
 	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass)
 }
 
