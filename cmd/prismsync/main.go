@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/internal/bench"
 	"github.com/prismsync/prismsync/mapping"
 )
 
@@ -137,8 +138,10 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
-	case "bench", benchFakeAPICommand:
-		return runBench(ctx, cmd, rest, os.Stdin, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
+	case bench.FakeAPICommand:
+		return runBenchFakeAPI(ctx, rest, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil
