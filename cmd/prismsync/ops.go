@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prismsync/prismsync/checkpoint"
-	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
@@ -77,7 +75,7 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/healthz /readyz /metrics")
 	}
 
-	wg.Go(func() { a.observer.recordRuns(opsCtx, a) })
+	wg.Go(func() { recordRuns(opsCtx, a) })
 	wg.Go(func() { refreshRequests(opsCtx, a, a.metrics) })
 
 	n := sdnotify.FromEnv(opt.env)
@@ -164,47 +162,9 @@ func refreshRequests(ctx context.Context, a *app, m *telemetry.Metrics) {
 	}
 }
 
-// opsObserver is the telemetry observer plus a record of each pass for
-// "prismsync status". Observer methods must not do I/O, so passes are queued
-// for the writer startOps starts (recordRuns). A command that starts no ops
-// (backfill, rejects --retry) records no runs: nothing drains its queue, and
-// a full queue drops records rather than block.
-type opsObserver struct {
-	*telemetry.Metrics
-	runs chan runRecord
-}
-
-func newOpsObserver(m *telemetry.Metrics) *opsObserver {
-	return &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}
-}
-
-type runRecord struct {
-	sync string
-	run  checkpoint.Run
-}
-
-var _ connector.Observer = (*opsObserver)(nil)
-
-// PassFinished implements connector.Observer.
-func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
-	err = explain(err) // for /readyz and status, as in the log
-	o.Metrics.PassFinished(sum, err)
-	end := time.Now()
-	r := checkpoint.Run{Started: end.Add(-sum.Duration), Finished: end, OK: err == nil, Rows: sum.Rows, Sent: sum.Sent}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	select {
-	case o.runs <- runRecord{sum.Sync, r}:
-	default:
-		// The store is slow or down; the next pass records again. Never
-		// block the engine for status bookkeeping.
-	}
-}
-
-// recordRuns writes queued passes until ctx ends, then the ones still
-// queued.
-func (o *opsObserver) recordRuns(ctx context.Context, a *app) {
+// recordRuns writes the passes the app's observer queued until ctx ends,
+// then the ones still queued.
+func recordRuns(ctx context.Context, a *app) {
 	write := func(rr runRecord) {
 		if a.store == nil {
 			return
@@ -217,12 +177,12 @@ func (o *opsObserver) recordRuns(ctx context.Context, a *app) {
 	}
 	for {
 		select {
-		case rr := <-o.runs:
+		case rr := <-a.observer.runs:
 			write(rr)
 		case <-ctx.Done():
 			for {
 				select {
-				case rr := <-o.runs:
+				case rr := <-a.observer.runs:
 					write(rr)
 				default:
 					return
