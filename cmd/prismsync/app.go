@@ -17,24 +17,24 @@ import (
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
+	"github.com/prismsync/prismsync/internal/telemetry"
 	"github.com/prismsync/prismsync/mapping"
 )
 
 // app holds what the sync commands share: configuration, the database pool,
-// the checkpoint store, the API client and the mapping.
+// the checkpoint store, the API client and the mapping, and the metrics and
+// observer the engine and the client report to. newApp builds all of it
+// before a command runs; startOps only reads it to start the ops goroutines.
 type app struct {
-	cfg    *Config
-	log    *slog.Logger
-	pool   *pgxpool.Pool
-	store  checkpoint.Store
-	api    *prism.Client
-	syncs  []*mapping.Sync
-	stderr io.Writer
-	// observer receives engine events (metrics); nil until the ops server
-	// is started. onRequest, likewise, sees every HTTP attempt.
-	observer  connector.Observer
-	onRequest func(prism.RequestInfo)
-	budget    *budget.Budget
+	cfg      *Config
+	log      *slog.Logger
+	pool     *pgxpool.Pool
+	store    checkpoint.Store
+	api      *prism.Client
+	syncs    []*mapping.Sync
+	budget   *budget.Budget
+	metrics  *telemetry.Metrics
+	observer *opsObserver
 }
 
 func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app, error) {
@@ -42,7 +42,9 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 	if err != nil {
 		return nil, err
 	}
-	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat), stderr: stderr}
+	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat)}
+	a.metrics = telemetry.New(telemetry.Options{MonthlyLimit: cfg.MonthlyRequests})
+	a.observer = newOpsObserver(a.metrics)
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
 		return nil, &usageError{err}
@@ -74,22 +76,25 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		MaxPollInterval: cfg.PollMax,
 		Logger:          a.log,
 		UserAgent:       "prismsync/" + version(),
-		// Every attempt counts against the monthly quota, polls included,
-		// and feeds the request metrics once the ops side is started.
-		OnRequest: func(ri prism.RequestInfo) {
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			a.budget.Record(rctx, 1)
-			if f := a.onRequest; f != nil {
-				f(ri)
-			}
-		},
+		OnRequest:       countRequest(ctx, a.budget, a.metrics),
 	})
 	if err != nil {
 		a.close()
 		return nil, &usageError{err}
 	}
 	return a, nil
+}
+
+// countRequest is the client's hook for every HTTP attempt, polls included:
+// each one counts against the monthly budget (kept in the checkpoint store,
+// so restarts and replicas share the count) and in the request metrics.
+func countRequest(ctx context.Context, b *budget.Budget, m *telemetry.Metrics) func(prism.RequestInfo) {
+	return func(ri prism.RequestInfo) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		b.Record(rctx, 1)
+		m.ObserveRequest(ri)
+	}
 }
 
 func (a *app) close() {
@@ -148,16 +153,40 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 	return sum, true, explain(err)
 }
 
-// startOps wires the ops side (metrics, run records for status, and, when
-// HTTP_ADDR is set, the HTTP endpoint and sd_notify) into the app. Call the
-// returned stop after the syncs have stopped.
-func (a *app) startOps(ctx context.Context) (stop func(), err error) {
-	obs, onRequest, stop, err := startOps(ctx, a)
-	if err != nil {
-		return nil, err
+// selectSyncs returns the syncs a --sync flag names: all of them when name
+// is empty.
+func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
+	if name == "" {
+		return all, nil
 	}
-	a.observer, a.onRequest = obs, onRequest
-	return stop, nil
+	for _, s := range all {
+		if s.Name == name {
+			return []*mapping.Sync{s}, nil
+		}
+	}
+	return nil, &usageError{fmt.Errorf("no sync named %q in the mapping file", name)}
+}
+
+// logSummary writes the one info line per pass per sync that operators read.
+func logSummary(log *slog.Logger, s connector.Summary, err error) {
+	attrs := []any{
+		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
+		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
+		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
+	}
+	if err != nil {
+		log.Error("pass failed", append(attrs, "err", explain(err))...)
+		return
+	}
+	log.Info("pass done", attrs...)
+}
+
+// positionText is a summary's checkpoint as the pass line and demo print it.
+func positionText(s connector.Summary) string {
+	if s.Position.IsZero() {
+		return "start"
+	}
+	return fmt.Sprintf("%s %v", s.Position.Cursor, s.Position.Key)
 }
 
 // openPool connects to the source database, with the session settings the

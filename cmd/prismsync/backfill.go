@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -38,9 +37,7 @@ Examples:
 `
 
 func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("backfill", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, backfillHelp) }
+	fs := newFlagSet("backfill", backfillHelp, stderr)
 	name := fs.String("sync", "", "the sync to backfill (required)")
 	from := fs.String("from", "", "lowest cursor value to send (inclusive)")
 	to := fs.String("to", "", "highest cursor value to send (inclusive)")

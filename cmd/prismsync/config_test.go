@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/prism"
 )
 
 // Every variable prismsync reads must be documented, with its default, in
@@ -62,5 +65,45 @@ func TestExplainNamesTheVariable(t *testing.T) {
 	other := errors.New("boom")
 	if explain(other) != other || explain(nil) != nil {
 		t.Error("explain changed an error that names no setting")
+	}
+}
+
+// prism names API answers in its own terms; cmd adds the variables to check,
+// in returned errors and in the daemon's "pass failed" line.
+func TestConfigHint(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string // "" = no hint
+	}{
+		{&prism.APIError{Op: "import", Status: 401}, "check MICRO_API_KEY / MICRO_TEAM_ID"},
+		{fmt.Errorf("sync people: %w", &prism.APIError{Op: "poll", Status: 403}), "check MICRO_API_KEY / MICRO_TEAM_ID"},
+		{&prism.APIError{Op: "import", Status: 404}, "check MICRO_BASE_URL, MICRO_TEAM_ID"},
+		{&prism.APIError{Op: "poll", Status: 404}, ""},
+		{&prism.APIError{Op: "import", Status: 400}, ""},
+		{errors.New("boom"), ""},
+	} {
+		got := explain(tc.err)
+		if again := explain(got); again.Error() != got.Error() {
+			t.Errorf("explain twice: %v", again)
+		}
+		if tc.want == "" {
+			if got != tc.err {
+				t.Errorf("explain(%v) = %v, want it unchanged", tc.err, got)
+			}
+			continue
+		}
+		var ae *prism.APIError
+		if !strings.Contains(got.Error(), tc.want) || !errors.As(got, &ae) {
+			t.Errorf("explain(%v) = %v, want %q and the APIError kept", tc.err, got, tc.want)
+		}
+	}
+	if explain(nil) != nil {
+		t.Error("explain(nil) != nil")
+	}
+
+	var logs bytes.Buffer
+	logSummary(slog.New(slog.NewJSONHandler(&logs, nil)), connector.Summary{Sync: "people"}, &prism.APIError{Op: "import", Status: 403})
+	if !strings.Contains(logs.String(), `"msg":"pass failed"`) || !strings.Contains(logs.String(), "check MICRO_API_KEY / MICRO_TEAM_ID") {
+		t.Errorf("pass failed line without the hint: %s", logs.String())
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -53,9 +52,7 @@ const demoMapping = `syncs:
 `
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, demoHelp) }
+	fs := newFlagSet("demo", demoHelp, stderr)
 	nrows := fs.Int("rows", 2000, "rows to seed")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -26,9 +25,7 @@ Examples:
 `
 
 func runHealthcheck(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, healthcheckHelp) }
+	fs := newFlagSet("healthcheck", healthcheckHelp, stderr)
 	addrFlag := fs.String("addr", "", "address of the ops endpoint (default: HTTP_ADDR)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
 	if help, err := parseFlags(fs, args); help || err != nil {

@@ -1,13 +1,19 @@
 // Command prismsync keeps Micro CRM objects in step with PostgreSQL rows.
 //
 // main only wires the process to Run: arguments, environment, standard
-// streams and signals. Everything else is testable through Run.
+// streams and signals. Everything else is testable through Run, which
+// dispatches to one file per command: run.go, once.go, backfill.go,
+// rejects.go, status.go, preview.go, validate.go, healthcheck.go, demo.go
+// and bench.go (its flags; the measurement is internal/bench). The sync
+// commands share app.go (newApp: configuration, pool, store, metrics,
+// observer, client) and ops.go (the endpoint, sd_notify and run records
+// while syncs run); config.go reads the environment, flags.go holds the flag
+// preamble and exitcode.go decides exit codes.
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -16,16 +22,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/prismsync/prismsync/connector"
-	"github.com/prismsync/prismsync/mapping"
-)
-
-// Exit codes: one place decides them so scripts and systemd can rely on them.
-const (
-	exitOK          = 0
-	exitFailure     = 1 // a sync failed at run time
-	exitUsage       = 2 // bad flags, environment or mapping: fix the configuration
-	exitUnreachable = 3 // database or checkpoint store unreachable
+	"github.com/prismsync/prismsync/internal/bench"
 )
 
 func main() {
@@ -55,41 +52,6 @@ func signalContext() (context.Context, func()) {
 	return ctx, func() { signal.Stop(ch); cancel() }
 }
 
-// usageError is a problem the operator fixes in flags, environment or the
-// mapping file.
-type usageError struct{ err error }
-
-func (e *usageError) Error() string { return e.err.Error() }
-func (e *usageError) Unwrap() error { return e.err }
-
-// unreachableError is a database or store that cannot be reached.
-type unreachableError struct{ err error }
-
-func (e *unreachableError) Error() string { return e.err.Error() }
-func (e *unreachableError) Unwrap() error { return e.err }
-
-// errSilent marks a failure already reported on stdout/stderr.
-var errSilent = errors.New("failed")
-
-func exitCode(err error) int {
-	var ue *usageError
-	var un *unreachableError
-	var fe *mapping.FindingsError
-	var pe *connector.PermanentError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &ue), errors.As(err, &fe):
-		return exitUsage
-	case errors.As(err, &un):
-		return exitUnreachable
-	case errors.As(err, &pe):
-		return exitFailure
-	default:
-		return exitFailure
-	}
-}
-
 const usage = `prismsync keeps Micro CRM objects in step with PostgreSQL rows.
 
 Usage:
@@ -108,18 +70,6 @@ Usage:
 Configuration comes from the environment; see config.example.env.
 Run 'prismsync COMMAND --help' for a command's flags.
 `
-
-// parseFlags parses a command's flags; help is true when the user asked for
-// --help (already printed), so the command should just return.
-func parseFlags(fs *flag.FlagSet, args []string) (help bool, err error) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return true, nil
-		}
-		return false, &usageError{err}
-	}
-	return false, nil
-}
 
 // Run executes one prismsync command.
 func Run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
@@ -150,8 +100,10 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":
 		return runDemo(ctx, rest, stdout, stderr)
-	case "bench", benchFakeAPICommand:
-		return runBench(ctx, cmd, rest, os.Stdin, stdout, stderr)
+	case "bench":
+		return runBench(ctx, rest, stdout, stderr)
+	case bench.FakeAPICommand:
+		return runBenchFakeAPI(ctx, rest, os.Stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

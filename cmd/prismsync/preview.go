@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -43,9 +42,7 @@ Examples:
 `
 
 func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fl := flag.NewFlagSet("preview", flag.ContinueOnError)
-	fl.SetOutput(stderr)
-	fl.Usage = func() { fmt.Fprint(stderr, previewHelp) }
+	fl := newFlagSet("preview", previewHelp, stderr)
 	name := fl.String("sync", "", "the sync to preview (required)")
 	limit := fl.Int("limit", 10, "how many rows to read")
 	where := fl.String("where", "", "SQL boolean expression over the source columns; replaces the checkpoint")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -37,9 +36,7 @@ Examples:
 `
 
 func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("rejects", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, rejectsHelp) }
+	fs := newFlagSet("rejects", rejectsHelp, stderr)
 	only := fs.String("sync", "", "only this sync's rejects")
 	limit := fs.Int("limit", 100, "at most this many (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON")

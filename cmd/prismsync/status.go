@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -47,9 +46,7 @@ Examples:
 `
 
 func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	flags := flag.NewFlagSet("status", flag.ContinueOnError)
-	flags.SetOutput(stderr)
-	flags.Usage = func() { fmt.Fprint(stderr, statusHelp) }
+	flags := newFlagSet("status", statusHelp, stderr)
 	only := flags.String("sync", "", "only this sync")
 	asJSON := flags.Bool("json", false, "print JSON")
 	if help, err := parseFlags(flags, args); help || err != nil {

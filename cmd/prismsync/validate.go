@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,9 +30,7 @@ Examples:
 `
 
 func runValidate(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, validateHelp) }
+	fs := newFlagSet("validate", validateHelp, stderr)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}

@@ -5,13 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"sync"
 	"time"
 
-	"github.com/prismsync/prismsync/checkpoint"
-	"github.com/prismsync/prismsync/connector"
-	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
@@ -23,39 +19,37 @@ const (
 	storeOpTimeout  = 10 * time.Second
 )
 
-// startOps starts what operators and service managers watch while the daemon
-// runs: the HTTP endpoint on HTTP_ADDR (/healthz, /readyz, /metrics; empty
-// disables it), sd_notify READY=1 (so call it once the daemon is about to
-// schedule its syncs), STOPPING=1 when ctx ends, WATCHDOG=1 pings, and a
-// writer that records each pass in the checkpoint store for "prismsync
-// status".
-//
-// obs goes into connector.Syncer.Observer and onRequest into
-// prism.Config.OnRequest. The endpoint keeps answering after ctx ends (while
-// in-flight batches drain, /readyz says "shutting down"); stop ends it and
-// flushes pending run records, so call it after the syncs have stopped.
-func startOps(ctx context.Context, a *app) (obs connector.Observer, onRequest func(prism.RequestInfo), stop func(), err error) {
-	o, err := newOps(ctx, a, os.LookupEnv)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return o.observer, o.metrics.ObserveRequest, o.stop, nil
+// opsOptions says what startOps starts besides the run-record writer and
+// the request-count refresh.
+type opsOptions struct {
+	// endpoint serves /healthz, /readyz and /metrics on HTTP_ADDR (empty
+	// disables it). A one-shot run serves none.
+	endpoint bool
+	// env reads sd_notify's NOTIFY_SOCKET and WATCHDOG_USEC (os.LookupEnv).
+	env func(string) (string, bool)
 }
 
-// ops is startOps' result in a form tests can inspect.
+// ops is what startOps started.
 type ops struct {
-	metrics  *telemetry.Metrics
-	observer *opsObserver
-	addr     string // bound address of the HTTP endpoint; "" when disabled
-	stop     func()
+	addr string // bound address of the HTTP endpoint; "" when none
+	stop func() // ends the goroutines and flushes run records; idempotent
 }
 
-func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) (*ops, error) {
-	m := telemetry.New(telemetry.Options{MonthlyLimit: a.cfg.MonthlyRequests})
+// startOps starts what operators and service managers watch while syncs
+// run: the HTTP endpoint, sd_notify READY=1 (so call it once the syncs are
+// about to start), STOPPING=1 when ctx ends, WATCHDOG=1 pings, and a writer
+// that records each pass the app's observer saw in the checkpoint store for
+// "prismsync status". It reads the app (the metrics and observer newApp
+// built) and changes nothing in it.
+//
+// The endpoint keeps answering after ctx ends (while in-flight batches
+// drain, /readyz says "shutting down"); stop ends it and flushes pending run
+// records, so call it after the syncs have stopped.
+func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	// A listener that fails is a configuration problem (port taken, bad
 	// address) reported before anything else starts.
 	var ln net.Listener
-	if a.cfg.HTTPAddr != "" {
+	if opt.endpoint && a.cfg.HTTPAddr != "" {
 		var lc net.ListenConfig
 		l, err := lc.Listen(ctx, "tcp", a.cfg.HTTPAddr)
 		if err != nil {
@@ -68,11 +62,11 @@ func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) 
 	// endpoint must keep answering while batches drain.
 	opsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	o := &ops{metrics: m, observer: &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}}
+	o := &ops{}
 
 	if ln != nil {
 		o.addr = ln.Addr().String()
-		h := m.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
+		h := a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
 		wg.Go(func() {
 			if err := telemetry.ServeListener(opsCtx, ln, h); err != nil {
 				a.log.Error("ops endpoint stopped", "err", err)
@@ -81,15 +75,15 @@ func newOps(ctx context.Context, a *app, lookupEnv func(string) (string, bool)) 
 		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/healthz /readyz /metrics")
 	}
 
-	wg.Go(func() { o.observer.recordRuns(opsCtx, a) })
-	wg.Go(func() { refreshRequests(opsCtx, a, m) })
+	wg.Go(func() { recordRuns(opsCtx, a) })
+	wg.Go(func() { refreshRequests(opsCtx, a, a.metrics) })
 
-	n := sdnotify.FromEnv(lookupEnv)
+	n := sdnotify.FromEnv(opt.env)
 	if n.Enabled() {
 		if err := n.Notify(ctx, sdnotify.Ready, fmt.Sprintf("STATUS=running %d sync(s)", len(a.syncs))); err != nil {
 			a.log.Warn("sd_notify READY failed", "err", err)
 		}
-		if interval, ok := sdnotify.WatchdogInterval(lookupEnv); ok {
+		if interval, ok := sdnotify.WatchdogInterval(opt.env); ok {
 			wg.Go(func() {
 				n.RunWatchdog(opsCtx, interval, nil, func(err error) { a.log.Warn("sd_notify WATCHDOG failed", "err", err) })
 			})
@@ -168,41 +162,9 @@ func refreshRequests(ctx context.Context, a *app, m *telemetry.Metrics) {
 	}
 }
 
-// opsObserver is the telemetry observer plus a record of each pass for
-// "prismsync status". Observer methods must not do I/O, so passes are queued
-// for a writer goroutine.
-type opsObserver struct {
-	*telemetry.Metrics
-	runs chan runRecord
-}
-
-type runRecord struct {
-	sync string
-	run  checkpoint.Run
-}
-
-var _ connector.Observer = (*opsObserver)(nil)
-
-// PassFinished implements connector.Observer.
-func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
-	err = explain(err) // for /readyz and status, as in the log
-	o.Metrics.PassFinished(sum, err)
-	end := time.Now()
-	r := checkpoint.Run{Started: end.Add(-sum.Duration), Finished: end, OK: err == nil, Rows: sum.Rows, Sent: sum.Sent}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	select {
-	case o.runs <- runRecord{sum.Sync, r}:
-	default:
-		// The store is slow or down; the next pass records again. Never
-		// block the engine for status bookkeeping.
-	}
-}
-
-// recordRuns writes queued passes until ctx ends, then the ones still
-// queued.
-func (o *opsObserver) recordRuns(ctx context.Context, a *app) {
+// recordRuns writes the passes the app's observer queued until ctx ends,
+// then the ones still queued.
+func recordRuns(ctx context.Context, a *app) {
 	write := func(rr runRecord) {
 		if a.store == nil {
 			return
@@ -215,12 +177,12 @@ func (o *opsObserver) recordRuns(ctx context.Context, a *app) {
 	}
 	for {
 		select {
-		case rr := <-o.runs:
+		case rr := <-a.observer.runs:
 			write(rr)
 		case <-ctx.Done():
 			for {
 				select {
-				case rr := <-o.runs:
+				case rr := <-a.observer.runs:
 					write(rr)
 				default:
 					return

@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -16,92 +15,6 @@ import (
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/mapping"
 )
-
-const onceHelp = `Usage: prismsync once [--sync NAME]
-
-One pass of every sync in the mapping file (or only NAME): settle batches an
-interrupted run left in the journal, then read and send pages until the
-source has no rows after the checkpoint. Exits 0 only if every sync succeeded.
-
-Examples:
-  prismsync once
-  MAPPING_FILE=/etc/prismsync/mapping.yaml prismsync once --sync people
-`
-
-func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("once", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, onceHelp) }
-	only := fs.String("sync", "", "run only the sync with this name")
-	if help, err := parseFlags(fs, args); help || err != nil {
-		return err
-	}
-	a, err := newApp(ctx, env, stderr)
-	if err != nil {
-		return err
-	}
-	defer a.close()
-	syncs, err := selectSyncs(a.syncs, *only)
-	if err != nil {
-		return err
-	}
-	a.cfg.HTTPAddr = "" // a one-shot run serves no endpoint, but records its runs
-	stopOps, err := a.startOps(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopOps()
-	var failed []error
-	for _, s := range syncs {
-		sy := a.syncer(s)
-		sy.GuardWait = 30 * time.Second // a one-shot run must not exit 0 having read nothing
-		sum, held, err := a.runPass(ctx, sy)
-		if !held && err == nil {
-			err = fmt.Errorf("sync %s is being run by another prismsync process right now; try again later", s.Name)
-		}
-		logSummary(a.log, sum, err)
-		if err != nil {
-			failed = append(failed, err)
-		}
-	}
-	if len(failed) > 0 {
-		return fmt.Errorf("%d of %d syncs failed: %w", len(failed), len(syncs), errors.Join(failed...))
-	}
-	return nil
-}
-
-func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
-	if name == "" {
-		return all, nil
-	}
-	for _, s := range all {
-		if s.Name == name {
-			return []*mapping.Sync{s}, nil
-		}
-	}
-	return nil, &usageError{fmt.Errorf("no sync named %q in the mapping file", name)}
-}
-
-// logSummary writes the one info line per pass per sync that operators read.
-func logSummary(log *slog.Logger, s connector.Summary, err error) {
-	attrs := []any{
-		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
-		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
-		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
-	}
-	if err != nil {
-		log.Error("pass failed", append(attrs, "err", explain(err))...)
-		return
-	}
-	log.Info("pass done", attrs...)
-}
-
-func positionText(s connector.Summary) string {
-	if s.Position.IsZero() {
-		return "start"
-	}
-	return fmt.Sprintf("%s %v", s.Position.Cursor, s.Position.Key)
-}
 
 const runHelp = `Usage: prismsync run
 
@@ -117,9 +30,7 @@ Example:
 `
 
 func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, runHelp) }
+	fs := newFlagSet("run", runHelp, stderr)
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -128,11 +39,11 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stder
 		return err
 	}
 	defer a.close()
-	stopOps, err := a.startOps(ctx)
+	o, err := startOps(ctx, a, opsOptions{endpoint: true, env: os.LookupEnv})
 	if err != nil {
 		return err
 	}
-	defer stopOps()
+	defer o.stop()
 	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass)
 }
 
