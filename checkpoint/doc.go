@@ -56,7 +56,7 @@
 //	prismsync.fingerprints    (sync, row_key text) PK, sum bytea: change fingerprints
 //	                          (schema version 3)
 //	prismsync.budget_turns    sync PK, last_send, last_cost, waiting_since,
-//	                          waiting_rows, held_at, interval_us: each sync's turn
+//	                          waiting_rows, due, held_at, interval_us: each sync's turn
 //	                          in the request budget (Turn; schema version 5)
 //
 // TakeRequests reserves requests with one conditional upsert on the month's

@@ -43,7 +43,7 @@ func (s *FileStore) Turns(ctx context.Context) ([]Turn, error) {
 	err := s.view(ctx, func(st *fileState) error {
 		for sync, t := range st.turns {
 			out = append(out, Turn{Sync: sync, LastSend: t.LastSend, LastCost: t.LastCost, WaitingSince: t.WaitingSince,
-				WaitingRows: t.WaitingRows, HeldAt: t.HeldAt, Interval: t.Interval})
+				WaitingRows: t.WaitingRows, Due: t.Due, HeldAt: t.HeldAt, Interval: t.Interval})
 		}
 		return nil
 	})
@@ -59,7 +59,7 @@ func (s *FileStore) SaveTurn(ctx context.Context, t Turn) error {
 	t = normTurn(t)
 	err := s.update(ctx, func(st *fileState) error {
 		st.turns[t.Sync] = fileTurn{LastSend: t.LastSend, LastCost: t.LastCost, WaitingSince: t.WaitingSince,
-			WaitingRows: t.WaitingRows, HeldAt: t.HeldAt, Interval: t.Interval}
+			WaitingRows: t.WaitingRows, Due: t.Due, HeldAt: t.HeldAt, Interval: t.Interval}
 		return nil
 	})
 	if err != nil {

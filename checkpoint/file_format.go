@@ -83,6 +83,7 @@ type fileTurn struct {
 	LastCost     int           `json:"last_cost,omitempty"`
 	WaitingSince time.Time     `json:"waiting_since,omitzero"`
 	WaitingRows  int           `json:"waiting_rows,omitempty"`
+	Due          time.Time     `json:"due,omitzero"`
 	HeldAt       time.Time     `json:"held_at,omitzero"`
 	Interval     time.Duration `json:"interval_ns,omitempty"`
 }

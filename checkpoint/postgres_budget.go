@@ -40,17 +40,17 @@ func (s *PGStore) TakeRequests(ctx context.Context, month string, n, limit int) 
 // Turns implements Store.
 func (s *PGStore) Turns(ctx context.Context) ([]Turn, error) {
 	rows, err := s.pool.Query(ctx, `
-		SELECT sync, last_send, last_cost, waiting_since, waiting_rows, held_at, interval_us
+		SELECT sync, last_send, last_cost, waiting_since, waiting_rows, due, held_at, interval_us
 		FROM prismsync.budget_turns ORDER BY sync`)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: read turns: %w", err)
 	}
 	turns, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Turn, error) {
 		var t Turn
-		var lastSend, waiting, held *time.Time
+		var lastSend, waiting, due, held *time.Time
 		var us int64
-		err := r.Scan(&t.Sync, &lastSend, &t.LastCost, &waiting, &t.WaitingRows, &held, &us)
-		t.LastSend, t.WaitingSince, t.HeldAt = utcOrZero(lastSend), utcOrZero(waiting), utcOrZero(held)
+		err := r.Scan(&t.Sync, &lastSend, &t.LastCost, &waiting, &t.WaitingRows, &due, &held, &us)
+		t.LastSend, t.WaitingSince, t.Due, t.HeldAt = utcOrZero(lastSend), utcOrZero(waiting), utcOrZero(due), utcOrZero(held)
 		t.Interval = time.Duration(us) * time.Microsecond
 		return t, err
 	})
@@ -70,12 +70,12 @@ func (s *PGStore) SaveTurn(ctx context.Context, t Turn) error {
 	}
 	t = normTurn(t)
 	_, err := s.pool.Exec(ctx, `
-		INSERT INTO prismsync.budget_turns (sync, last_send, last_cost, waiting_since, waiting_rows, held_at, interval_us)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
+		INSERT INTO prismsync.budget_turns (sync, last_send, last_cost, waiting_since, waiting_rows, due, held_at, interval_us)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 		ON CONFLICT (sync) DO UPDATE SET last_send = EXCLUDED.last_send, last_cost = EXCLUDED.last_cost,
-			waiting_since = EXCLUDED.waiting_since, waiting_rows = EXCLUDED.waiting_rows,
+			waiting_since = EXCLUDED.waiting_since, waiting_rows = EXCLUDED.waiting_rows, due = EXCLUDED.due,
 			held_at = EXCLUDED.held_at, interval_us = EXCLUDED.interval_us`,
-		t.Sync, nullTime(t.LastSend), t.LastCost, nullTime(t.WaitingSince), t.WaitingRows, nullTime(t.HeldAt), t.Interval.Microseconds())
+		t.Sync, nullTime(t.LastSend), t.LastCost, nullTime(t.WaitingSince), t.WaitingRows, nullTime(t.Due), nullTime(t.HeldAt), t.Interval.Microseconds())
 	if err != nil {
 		return fmt.Errorf("checkpoint: save turn of sync %q: %w", t.Sync, err)
 	}

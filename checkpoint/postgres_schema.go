@@ -92,6 +92,7 @@ var migrations = []string{
 		last_cost     integer NOT NULL,
 		waiting_since timestamptz,
 		waiting_rows  integer NOT NULL,
+		due           timestamptz,
 		held_at       timestamptz,
 		interval_us   bigint NOT NULL
 	);`,

@@ -803,10 +803,15 @@ func testStore(t *testing.T, h harness) {
 		}
 		at := time.Date(2026, 12, 31, 23, 59, 59, 123456789, time.UTC)
 		people := Turn{Sync: "people", LastSend: at, LastCost: 3, Interval: 90*time.Second + 1}
-		orgs := Turn{Sync: "orgs", WaitingSince: at.Add(-time.Hour), WaitingRows: 7, HeldAt: at, Interval: time.Minute}
+		orgs := Turn{Sync: "orgs", WaitingSince: at.Add(-time.Hour), WaitingRows: 7, Due: at.Add(time.Hour), HeldAt: at, Interval: time.Minute}
 		must(t, s.SaveTurn(ctx, people))
 		must(t, s.SaveTurn(ctx, orgs))
-		orgs.WaitingSince, orgs.LastSend = time.Time{}, at.Add(time.Second) // it sent: the claim is cleared
+		must(t, s.Close())
+		s = h.openStore(t, loc, nil)
+		if got, _ := s.Turns(ctx); len(got) != 2 || got[0] != normTurn(orgs) {
+			t.Fatalf("a claim after reopen: %+v, want %+v", got, normTurn(orgs))
+		}
+		orgs.WaitingSince, orgs.Due, orgs.LastSend = time.Time{}, time.Time{}, at.Add(time.Second) // it sent: the claim is cleared
 		must(t, s.SaveTurn(ctx, orgs))
 		must(t, s.Close())
 		s = h.openStore(t, loc, nil)

@@ -18,6 +18,9 @@ type Turn struct {
 	// not waiting); WaitingRows how many rows it held at its last pass.
 	WaitingSince time.Time
 	WaitingRows  int
+	// Due is the next send the budget announced for the claim: a promise
+	// it keeps even when the batch grows costlier while it waits.
+	Due time.Time
 	// HeldAt is the last time a pass of the sync held rows; a claim not
 	// renewed within a few of the sync's Interval is stale (its process
 	// died or the sync was removed) and no longer delays other syncs.
@@ -30,7 +33,7 @@ func (t Turn) Waiting() bool { return !t.WaitingSince.IsZero() }
 
 // normTurn keeps what both stores can hold exactly.
 func normTurn(t Turn) Turn {
-	for _, p := range []*time.Time{&t.LastSend, &t.WaitingSince, &t.HeldAt} {
+	for _, p := range []*time.Time{&t.LastSend, &t.WaitingSince, &t.Due, &t.HeldAt} {
 		if !p.IsZero() {
 			*p = stamp(*p)
 		}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/mapping"
 )
@@ -23,7 +24,10 @@ type built struct {
 	invalid   []checkpoint.Reject
 	unchanged int  // rows left out because the API already has their object
 	read      int  // rows read from the source for this batch
-	journaled bool // Batch is in the journal
+	journaled bool // Batch is (or may be) in the journal
+	// ticket holds the requests the budget reserved for the batch; its
+	// API calls carry it, and it is given back when the batch ends.
+	ticket *budget.Ticket
 }
 
 // build maps a page into one request. Rows the mapping refuses and rows whose

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
@@ -29,13 +30,13 @@ type API interface {
 	Job(ctx context.Context, jobID string) (*prism.Job, error)
 }
 
-// Budget guards Micro's monthly request quota; *budget.Budget implements it.
+// Budget plans Micro's monthly request quota; *budget.Budget implements
+// it. Every batch is admitted before it is sent: a Decision with a Ticket
+// may go (its API calls carry the ticket in their context), one without
+// waits. An explicit run that no longer fits gets an error wrapping
+// budget.ErrExhausted.
 type Budget interface {
-	// Allow reports whether about n more requests may be made this month.
-	Allow(ctx context.Context, n int) (bool, error)
-	// Coalesce reports whether the month's pace is ahead of the budget, so
-	// partial batches should wait.
-	Coalesce(ctx context.Context) bool
+	Admit(ctx context.Context, r budget.Request) (budget.Decision, error)
 }
 
 // Fingerprints remembers, per row key, a hash of the object the API last
@@ -52,10 +53,6 @@ type Fingerprints interface {
 // ErrHeldBack ends a one-shot pass that could read nothing because a
 // transaction that might still commit rows behind the checkpoint is open.
 var ErrHeldBack = errors.New("rows held back by an open transaction")
-
-// ErrBudgetExhausted ends a pass when the month's request budget (Budget)
-// is spent. Unsent rows stay in the database; nothing is lost.
-var ErrBudgetExhausted = errors.New("monthly API request budget exhausted; rows wait until the month turns or the budget is raised")
 
 // RejectShareError stops a pass in which more than Syncer.MaxRejectShare of
 // the rows were rejected; it comes wrapped in a PermanentError.
@@ -90,7 +87,14 @@ type Summary struct {
 	// HorizonLag is how far the commit horizon (and Syncer.Lag) held this
 	// pass back from now; 0 for cursors that are not timestamps.
 	HorizonLag time.Duration
-	Duration   time.Duration
+	// Held is the number of rows a paced pass left for a later send (the
+	// budget's pace), and NextSend when that send is due. BudgetSpent says
+	// the hold lasts until the month turns: the budget beyond the reserve
+	// is spent.
+	Held        int
+	NextSend    time.Time
+	BudgetSpent bool
+	Duration    time.Duration
 }
 
 // PermanentError marks a failure a retry will not fix: the operator has to

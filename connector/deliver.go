@@ -7,35 +7,47 @@ import (
 	"time"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
-// holdBack asks the budget whether the next batch may go. A spent budget
-// ends the pass with ErrBudgetExhausted; a month running ahead of its pace
-// holds partial batches back until MaxDelay passed since the last send, so
-// that fewer, fuller requests carry the same rows.
-func (s *Syncer) holdBack(ctx context.Context, partial bool) (bool, error) {
+// admit asks the budget whether a batch of rows may go now. held is true
+// when a paced batch waits for its turn: the pass ends there, and its rows
+// (with whatever changes meanwhile) are read again by a later pass. An
+// explicit run the month's budget no longer covers gets an error wrapping
+// budget.ErrExhausted; its rows wait in the database, nothing is lost.
+func (s *Syncer) admit(ctx context.Context, rows int, partial bool) (t *budget.Ticket, d budget.Decision, held bool, err error) {
 	if s.Budget == nil {
-		return false, nil
+		return nil, d, false, nil
 	}
-	// A batch costs its POST and, when async, about two polls.
-	ok, err := s.Budget.Allow(ctx, 3)
+	d, err = s.Budget.Admit(ctx, budget.Request{Sync: s.Sync.Name, Rows: rows, Partial: partial, Limit: s.limit(), Paced: s.Paced, Interval: s.Interval})
 	if err != nil {
-		return true, err
+		return nil, d, false, err
 	}
-	if !ok {
-		return true, ErrBudgetExhausted
+	if d.Go() {
+		s.holding = false
+		return d.Ticket, d, false, nil
 	}
-	maxDelay := s.MaxDelay
-	if maxDelay <= 0 {
-		maxDelay = 15 * time.Minute
+	if !s.holding { // logged once per hold, not once per pass
+		s.holding = true
+		if d.Spent {
+			s.logger().Warn("holding rows: the month's request budget beyond the reserve is spent; they are sent when the month turns or the budget is raised",
+				"rows", rows, "next_send", d.Next.UTC().Format(time.RFC3339))
+		} else {
+			s.logger().Info("holding rows for the request budget's pace; changes until then join them",
+				"rows", rows, "pace", d.Pace.Round(time.Second), "next_send", d.Next.UTC().Format(time.RFC3339), "syncs_ahead", d.Ahead)
+		}
 	}
-	if partial && !s.lastSent.IsZero() && time.Since(s.lastSent) < maxDelay && s.Budget.Coalesce(ctx) {
-		s.logger().Debug("coalescing: request budget ahead of the month's pace; holding a partial batch", "max_delay", maxDelay)
-		return true, nil
+	return nil, d, true, nil
+}
+
+// outcomeOf tells the budget how the API answered a batch.
+func outcomeOf(rep BatchReport) budget.Outcome {
+	return budget.Outcome{
+		Answered: rep.Outcome == "complete" || rep.Outcome == "failed",
+		Async:    rep.Async,
+		Polls:    rep.Polls / max(1, rep.Attempts),
 	}
-	s.lastSent = time.Now()
-	return false, nil
 }
 
 // send POSTs a journaled batch and waits for its job. A job that ends

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/mapping"
 )
@@ -44,10 +45,16 @@ type pipeline struct {
 	max   int
 	queue []*flight
 	wg    sync.WaitGroup
+	// held rows the budget's pace kept for a later pass, and when it is
+	// due; set by read before it returns, read by run after feed.
+	held     int
+	nextSend time.Time
+	spent    bool
 }
 
 func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
 	err := p.feed(ctx, src, enc, w)
+	p.sum.Held, p.sum.NextSend, p.sum.BudgetSpent = p.held, p.nextSend, p.spent
 	if err != nil {
 		// Let what is in flight finish (its journal entries stay for the
 		// next run unless committed here), but commit nothing past a failure.
@@ -148,19 +155,35 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 		if len(rows) == 0 {
 			return nil
 		}
-		if hold, err := s.holdBack(ctx, len(rows) < limit); hold || err != nil {
-			return err
-		}
+		partial := len(rows) < limit
 		b := s.build(enc, w.After, rows, s.logWarning)
 		b.read = len(rows)
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return err
 		}
+		if len(b.sent) > 0 {
+			t, d, held, err := s.admit(ctx, len(b.sent), partial)
+			if err != nil {
+				return err
+			}
+			if held {
+				p.held, p.nextSend, p.spent = len(rows), d.Next, d.Spent
+				return nil
+			}
+			b.ticket = t
+		}
 		// Journaled here, ahead of its slot, so that sending it later
 		// costs no store round trip. A batch journaled but never sent
-		// (the pass stopped first) is settled by the next pass like one
-		// interrupted by a crash.
-		if err := p.journal(ctx, &b); err != nil {
+		// (the pass stopped first) is dropped again, or, after a crash,
+		// settled by the next pass. The write is not cut short when feed
+		// stops the reader: cancelled in flight it could still reach the
+		// store behind an error, and be left to the next pass.
+		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		err = p.journal(jctx, &b)
+		cancel()
+		if err != nil {
+			b.journaled = true // perhaps: drop it, best effort
+			p.unjournal(ctx, b)
 			return err
 		}
 		select {
@@ -204,7 +227,9 @@ func (p *pipeline) start(ctx context.Context, b built) error {
 		go func() {
 			defer p.wg.Done()
 			defer close(f.done)
-			f.res, f.rep, f.err = p.s.send(ctx, &f.batch.Batch)
+			t := f.batch.ticket
+			f.res, f.rep, f.err = p.s.send(budget.WithTicket(ctx, t), &f.batch.Batch)
+			t.Done(ctx, outcomeOf(f.rep))
 		}()
 	}
 	p.queue = append(p.queue, f)
@@ -230,6 +255,7 @@ func (p *pipeline) journal(ctx context.Context, b *built) error {
 // reached the API. Best effort: an entry left behind is settled by the next
 // pass like any other.
 func (p *pipeline) unjournal(ctx context.Context, b built) {
+	b.ticket.Done(ctx, budget.Outcome{}) // nothing was sent: every reserved request goes back
 	if !b.journaled {
 		return
 	}

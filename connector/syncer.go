@@ -23,16 +23,20 @@ type Syncer struct {
 	Logger *slog.Logger
 	// Observer is told about passes and batches (metrics); nil ignores.
 	Observer Observer
-	// Budget, when set, is consulted before each batch is sent.
+	// Budget, when set, admits each batch before it is sent.
 	Budget Budget
+	// Paced is set by the daemon: its partial batches wait for their turn
+	// in the budget, and it leaves the budget's reserve alone. Explicit
+	// runs (once, backfill, rejects --retry) leave it unset and send
+	// everything pending, stopping only when the month's budget is spent.
+	Paced bool
+	// Interval is how often the daemon runs the sync (its schedule), so
+	// the budget can tell a live claim for a turn from a stale one.
+	Interval time.Duration
 	// Fingerprints, when set, skips rows whose object is unchanged since the
 	// API last confirmed it; Force sends them anyway (backfill --force).
 	Fingerprints Fingerprints
 	Force        bool
-	// MaxDelay bounds how long a partial batch is held back while the
-	// budget asks to coalesce (default 15m).
-	MaxDelay time.Duration
-
 	// StateName is the name the checkpoint and journal are kept under;
 	// default Sync.Name. A backfill uses its own so that it never moves the
 	// daemon's live checkpoint.
@@ -84,7 +88,7 @@ type Syncer struct {
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
 	mappingOnce sync.Once
 	batchSize   atomic.Int64 // learned: halved when the API says a body is too large (read by the page reader)
-	lastSent    time.Time    // when this Syncer last sent a batch (coalescing)
+	holding     bool         // the last paced pass held rows (a hold is logged once)
 	bodyHint    int          // largest encoded batch so far: the next buffer's size
 	fpPrefix    string       // the target options every fingerprint hashes first (set by open)
 }
@@ -188,6 +192,15 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 		b := s.build(enc, state.Position, rows, s.logWarning)
 		b.To = state.Position // the checkpoint stays where it is
 		sum.Invalid += len(b.invalid)
+		if len(b.sent) > 0 {
+			// A retry is explicit: it is never paced, only stopped by a
+			// spent budget.
+			t, _, _, err := s.admit(ctx, len(b.sent), false)
+			if err != nil {
+				return err
+			}
+			b.ticket = t
+		}
 		if err := p.add(ctx, b); err != nil {
 			return err
 		}
@@ -204,6 +217,21 @@ func (s *Syncer) Count(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	return src.Count(ctx, Window{from: s.From, to: s.To})
+}
+
+// Backlog counts the rows still after the checkpoint (within From and To):
+// what a pass that stopped early, for instance on a spent budget, leaves
+// for the next one. It takes no lease and changes nothing.
+func (s *Syncer) Backlog(ctx context.Context) (int64, error) {
+	state, err := s.Store.Load(ctx, s.name())
+	if err != nil {
+		return 0, err
+	}
+	src, err := newSource(ctx, s.DB, s.Sync)
+	if err != nil {
+		return 0, err
+	}
+	return src.Count(ctx, Window{After: state.Position, from: s.From, to: s.To})
 }
 
 // settlePending finishes the batches an interrupted run left in the journal,

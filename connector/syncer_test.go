@@ -16,6 +16,7 @@ import (
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 	"github.com/prismsync/prismsync/connector/prism/prismtest"
 	"github.com/prismsync/prismsync/internal/pgtest"
@@ -485,69 +486,148 @@ func TestRejectShareStopsThePass(t *testing.T) {
 	}
 }
 
-// budgetFunc is a hand-written Budget for tests.
-type budgetFunc struct {
-	allow    func() bool
-	coalesce bool
+// withBudget plans e's requests with the real budget over e's store, on
+// clock: the client meters every request, as the daemon's does.
+func (e *env) withBudget(t *testing.T, clock *prismtest.Clock, limit int, reserve budget.Reserve) *budget.Budget {
+	t.Helper()
+	b := budget.New(e.store, budget.Config{Limit: limit, Reserve: reserve, Now: clock.Now})
+	c, err := prism.New(prism.Config{
+		BaseURL: e.url, APIKey: "test-key", TeamID: e.team, RateLimit: -1,
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() },
+		Meter: b.Meter,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.api = c
+	return b
 }
 
-func (b budgetFunc) Allow(context.Context, int) (bool, error) { return b.allow(), nil }
-func (b budgetFunc) Coalesce(context.Context) bool            { return b.coalesce }
+func (e *env) requestsIn(month string) int {
+	e.t.Helper()
+	n, err := e.store.(interface {
+		Requests(context.Context, string) (int, error)
+	}).Requests(context.Background(), month)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}
 
+// An explicit run stops cleanly when the month's budget cannot cover the
+// next batch, makes no request beyond it, and delivers the rest when the
+// month turns.
 func TestBudgetExhaustedStopsSendingAndLosesNothing(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, prismtest.Options{})
+	e := newEnv(t, prismtest.Options{SyncThreshold: 1000})
 	e.exec(peopleTable)
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
 		FROM generate_series(1, 500) g`)
-	m := mappingFor(t, 100, true)
-	left := 2
-	sy := e.syncer(m)
-	sy.Budget = budgetFunc{allow: func() bool { left--; return left >= 0 }}
-	sum, err := sy.Once(ctx)
-	if !errors.Is(err, connector.ErrBudgetExhausted) {
-		t.Fatalf("want ErrBudgetExhausted, got %v", err)
+	clock := prismtest.NewClock(time.Date(2026, 12, 31, 12, 0, 0, 0, time.UTC))
+	// An unknown size is reserved as its POST and two polls: the first
+	// batch takes the whole budget until its answer gives two back.
+	bud := e.withBudget(t, clock, 3, budget.Reserve{})
+	sy := e.syncer(mappingFor(t, 100, true))
+	sy.Budget = bud
+	_, err := sy.Once(ctx)
+	var ee *budget.ExhaustedError
+	if !errors.Is(err, budget.ErrExhausted) || !errors.As(err, &ee) || !ee.Resumes.Equal(time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Fatalf("want ErrExhausted resuming on January 1, got %v", err)
 	}
-	if sum.Batches != 2 || len(e.fake.Records("organization")) != 200 {
-		t.Fatalf("summary %+v, fake %d records: want exactly 2 batches sent", sum, len(e.fake.Records("organization")))
+	// Five batches need at least five requests: some went, not all. A
+	// pass may stop while a reservation of a batch in flight is still
+	// counted, so a later pass can use what its answer gave back; passes
+	// keep sending until the budget is really spent, never beyond it.
+	var requests int
+	for pass := 1; ; pass++ {
+		sent := len(e.fake.Records("organization"))
+		if sent == 0 || sent == 500 || sent%100 != 0 {
+			t.Fatalf("pass %d: fake has %d records: want some whole batches sent, not all", pass, sent)
+		}
+		if got, want := e.requestsIn("2026-12"), e.fake.Stats().Requests; got != want || got > 3 {
+			t.Fatalf("pass %d: counted %d requests, Micro saw %d; want them equal and within the limit of 3", pass, got, want)
+		}
+		if pass > 1 && e.fake.Stats().Requests == requests {
+			break // spent: this pass made no request
+		}
+		if pass > 4 {
+			t.Fatalf("%d passes each still sent something", pass)
+		}
+		requests = e.fake.Stats().Requests
+		if _, err := sy.Once(ctx); !errors.Is(err, budget.ErrExhausted) {
+			t.Fatalf("pass %d: want ErrExhausted, got %v", pass+1, err)
+		}
 	}
-	requests := e.fake.Stats().Requests
-	if _, err := sy.Once(ctx); !errors.Is(err, connector.ErrBudgetExhausted) || e.fake.Stats().Requests != requests {
-		t.Fatalf("a pass with the budget spent made requests (err %v)", err)
-	}
-	sy.Budget = budgetFunc{allow: func() bool { return true }} // the month turned
+	clock.Advance(12 * time.Hour) // January
 	if _, err := sy.Once(ctx); err != nil {
 		t.Fatal(err)
 	}
 	e.checkFake()
+	if e.requestsIn("2027-01") != e.fake.Stats().Requests-requests {
+		t.Fatalf("January counted %d, Micro saw %d", e.requestsIn("2027-01"), e.fake.Stats().Requests-requests)
+	}
 }
 
-func TestCoalescingHoldsPartialBatches(t *testing.T) {
+// An explicit run (once) sends the partial batch at its end however far
+// ahead of the month's pace the budget is: it never strands rows.
+func TestExplicitRunsSendPartialBatches(t *testing.T) {
 	ctx := context.Background()
-	e := newEnv(t, prismtest.Options{})
+	e := newEnv(t, prismtest.Options{SyncThreshold: 1000})
 	e.exec(peopleTable)
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
 		FROM generate_series(1, 250) g`)
+	clock := prismtest.NewClock(time.Date(2026, 12, 1, 0, 5, 0, 0, time.UTC)) // far ahead of a linear pace
+	bud := e.withBudget(t, clock, 1000, budget.DefaultReserve)
 	sy := e.syncer(mappingFor(t, 100, true))
-	sy.Budget = budgetFunc{allow: func() bool { return true }, coalesce: true}
-	sy.MaxDelay = time.Hour
+	sy.Budget = bud
+	for pass := range 2 {
+		sum, err := sy.Once(ctx)
+		if err != nil || sum.Held != 0 {
+			t.Fatalf("pass %d: %+v, %v: want nothing held", pass, sum, err)
+		}
+		e.checkFake()
+		e.exec(`UPDATE people SET name = name || '!', updated_at = now() WHERE id % 50 = 0`)
+	}
+}
+
+// The daemon sends full batches at once and holds a partial one for its
+// turn; changes made meanwhile join it, and it goes out at the announced
+// time.
+func TestPacedPartialBatchWaitsForItsTurn(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{SyncThreshold: 1000})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 250) g`)
+	clock := prismtest.NewClock(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	bud := e.withBudget(t, clock, 1000, budget.Reserve{})
+	sy := e.syncer(mappingFor(t, 100, true))
+	sy.Budget, sy.Paced, sy.Interval = bud, true, time.Minute
 	sum, err := sy.Once(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first batch goes (nothing was sent before), the second is full,
-	// the partial third waits for more rows or for MaxDelay.
-	if sum.Batches != 2 || sum.Rows != 200 {
-		t.Fatalf("summary %+v: want 2 full batches sent and the partial one held", sum)
+	if sum.Batches != 2 || sum.Held != 50 || sum.NextSend.IsZero() {
+		t.Fatalf("summary %+v: want 2 full batches sent and the partial 50 held", sum)
+	}
+	due := sum.NextSend
+	// About 31 days / 998 requests left after the two sends.
+	if pace := due.Sub(clock.Now()); pace < 40*time.Minute || pace > 50*time.Minute {
+		t.Fatalf("next send in %s, want the month's pace of ~45m", pace)
 	}
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-02-01' + g * interval '1 minute'
-		FROM generate_series(251, 300) g`)
-	if sum, err = sy.Once(ctx); err != nil || sum.Batches != 1 || sum.Rows != 100 {
-		t.Fatalf("second pass %+v (err %v): want one now-full batch of 100", sum, err)
+		FROM generate_series(251, 270) g`)
+	clock.Advance(10 * time.Minute)
+	if sum, err = sy.Once(ctx); err != nil || sum.Batches != 0 || sum.Held != 70 {
+		t.Fatalf("pass before the turn: %+v (err %v): want the 70 rows held", sum, err)
 	}
-	sy.Budget = budgetFunc{allow: func() bool { return true }}
-	if _, err := sy.Once(ctx); err != nil {
-		t.Fatal(err)
+	clock.Advance(due.Sub(clock.Now()))
+	requests := e.fake.Stats().Requests
+	if sum, err = sy.Once(ctx); err != nil || sum.Batches != 1 || sum.Sent != 70 || sum.Held != 0 {
+		t.Fatalf("pass at the turn: %+v (err %v): want one batch of the 70", sum, err)
+	}
+	if e.fake.Stats().Requests != requests+1 {
+		t.Fatalf("the held batch cost %d requests, want 1", e.fake.Stats().Requests-requests)
 	}
 	e.checkFake()
 }

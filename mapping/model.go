@@ -22,7 +22,7 @@ func (f *File) Sync(name string) (*Sync, bool) {
 
 // Default values applied by Parse when a key is absent.
 const (
-	DefaultBatchSize = 500
+	DefaultBatchSize = 10000
 	MinBatchSize     = 1
 	MaxBatchSize     = 10000
 	DefaultObject    = "organization"
@@ -38,7 +38,9 @@ type Sync struct {
 	Schedule string // "" means the daemon's default schedule
 	Source   Source
 	Target   Target
-	// BatchSize is the number of rows per import request (1..10000, default 500).
+	// BatchSize is the number of rows per import request (1..10000, default
+	// 10000: every request counts against Micro's monthly quota, so fewer,
+	// larger ones carry more rows for it).
 	BatchSize int
 	// Properties become the object's "default" map, in this order.
 	Properties []Property

@@ -43,7 +43,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat)}
-	a.metrics = telemetry.New(telemetry.Options{MonthlyLimit: cfg.MonthlyRequests})
+	a.metrics = telemetry.New(telemetry.Options{})
 	a.observer = newOpsObserver(a.metrics)
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
@@ -66,7 +66,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		a.pool.Close()
 		return nil, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
 	}
-	a.budget = budget.New(cfg.MonthlyRequests, a.store, a.log)
+	a.budget = cfg.newBudget(a.store, a.log)
 	a.api, err = prism.New(prism.Config{
 		BaseURL:         cfg.BaseURL,
 		APIKey:          cfg.APIKey,
@@ -76,7 +76,11 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		MaxPollInterval: cfg.PollMax,
 		Logger:          a.log,
 		UserAgent:       "prismsync/" + version(),
-		OnRequest:       countRequest(ctx, a.budget, a.metrics),
+		// Every attempt, polls included, is metered against the monthly
+		// budget (kept in the checkpoint store, so restarts and replicas
+		// share the count) and counted in the request metrics.
+		Meter:     a.budget.Meter,
+		OnRequest: a.metrics.ObserveRequest,
 	})
 	if err != nil {
 		a.close()
@@ -85,19 +89,15 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 	return a, nil
 }
 
-// countRequest is the client's hook for every HTTP attempt, polls included:
-// each one counts against the monthly budget (kept in the checkpoint store,
-// so restarts and replicas share the count) and in the request metrics.
-func countRequest(ctx context.Context, b *budget.Budget, m *telemetry.Metrics) func(prism.RequestInfo) {
-	return func(ri prism.RequestInfo) {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		b.Record(rctx, 1)
-		m.ObserveRequest(ri)
-	}
-}
-
 func (a *app) close() {
+	if a.budget != nil && a.store != nil {
+		// Counts the store could not take during an outage, one last try.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if !a.budget.Flush(ctx) {
+			a.log.Warn("some API requests could not be counted in the checkpoint store; the month's count is that much low")
+		}
+		cancel()
+	}
 	if a.store != nil {
 		a.store.Close()
 	}
@@ -119,7 +119,6 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		MaxRejectShare: a.cfg.MaxRejectShare,
 		Observer:       a.observer,
 		Budget:         a.budget,
-		MaxDelay:       a.cfg.MaxDelay,
 		Fingerprints:   a.fingerprints(),
 	}
 }

@@ -17,7 +17,7 @@ import (
 	"github.com/prismsync/prismsync/connector"
 )
 
-const backfillHelp = `Usage: prismsync backfill --sync NAME [--from VALUE] [--to VALUE] [--restart] [--force] [--yes]
+const backfillHelp = `Usage: prismsync backfill --sync NAME [--from VALUE] [--to VALUE] [--restart] [--force] [--dry-run] [--yes]
 
 Re-sends a range of a sync's rows (default: all of them), for example after a
 mapping change. The daemon's live checkpoint is not touched: the backfill
@@ -27,11 +27,18 @@ starts it over. Rows whose mapped object is unchanged since Micro last
 confirmed it are skipped (change fingerprints) unless --force. --from and --to bound the cursor column, inclusive, in
 PostgreSQL's text form of the column's type.
 
+It first prints what it will cost: rows, batches and requests (polls
+included) against what is left of the month's request budget; --dry-run
+prints only that. A backfill is never paced: it may use the budget's
+reserve, and stops with exit code 4 when the month's budget runs out
+(nothing is lost; run it again next month to resume).
+
 On a terminal it shows progress (rows done of the estimated total, rate,
 ETA) and asks for confirmation unless --yes; elsewhere it logs progress
 every few seconds and needs --yes.
 
 Examples:
+  prismsync backfill --sync people --dry-run
   prismsync backfill --sync people --yes
   prismsync backfill --sync people --from 2026-01-01 --to '2026-02-01 00:00:00+00'
 `
@@ -44,6 +51,7 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	restart := fs.Bool("restart", false, "forget an interrupted backfill's position and start over")
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	force := fs.Bool("force", false, "send rows even when their object is unchanged since Micro last confirmed it")
+	dryRun := fs.Bool("dry-run", false, "print what the backfill would cost (rows, batches, requests) against the month's budget, and send nothing")
 	if help, err := parseFlags(fs, args); help || err != nil {
 		return err
 	}
@@ -68,21 +76,36 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	sy.KeyNonce = uuid.NewString()
 	sy.GuardWait = 30 * time.Second
 	sy.Force = *force
-	if *restart {
+	if *restart && !*dryRun {
 		if err := a.store.Forget(ctx, sy.StateName); err != nil {
 			return fmt.Errorf("forget backfill position: %w", err)
 		}
 	}
-	total, err := sy.Count(ctx) // for the progress line and the prompt
+	// What is left to send: all of it, or the rest of an interrupted
+	// backfill (a dry run of --restart counts all of it, forgetting nothing).
+	count := sy.Backlog
+	if *restart && *dryRun {
+		count = sy.Count
+	}
+	total, err := count(ctx)
 	if err != nil {
 		return fmt.Errorf("estimate rows: %w", err)
 	}
+	est, err := estimateBackfill(ctx, a, sy, total)
+	if err != nil {
+		return err
+	}
+	if *dryRun {
+		fmt.Fprintln(stdout, est)
+		return nil
+	}
+	fmt.Fprintln(stderr, est)
 	tty := isTerminal(stderr)
 	if !*yes {
 		if !tty {
 			return &usageError{errors.New("backfill re-sends rows to Micro; pass --yes to confirm when not on a terminal")}
 		}
-		fmt.Fprintf(stderr, "Re-send about %d rows of sync %s to Micro (%d requests or more)? [y/N] ", total, *name, 1+total/int64(syncs[0].BatchSize))
+		fmt.Fprintf(stderr, "Re-send about %d rows of sync %s to Micro? [y/N] ", total, *name)
 		answer, _ := bufio.NewReader(stdin).ReadString('\n')
 		if a := strings.ToLower(strings.TrimSpace(answer)); a != "y" && a != "yes" {
 			return &usageError{errors.New("backfill cancelled")}
@@ -97,6 +120,7 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	prog.finish()
 	logSummary(a.log, sum, err)
 	if err != nil {
+		reportBudget(stderr, *name, backlog(ctx, sy), err)
 		return fmt.Errorf("backfill interrupted (run the same command again to resume): %w", err)
 	}
 	// Done: forget the backfill position so the next backfill starts over.
@@ -106,6 +130,37 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	fmt.Fprintf(stdout, "backfill of %s done: %d rows read, %d created, %d updated, %d unchanged matches, %d rejected, %d invalid\n",
 		*name, sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid)
 	return nil
+}
+
+// estimateBackfill says what sending rows costs against the month's budget:
+// batches of the sync's size, each its POST and, when Micro runs it as a
+// job, its polls (as learned; two before any job was seen). With change
+// fingerprints, unchanged rows are not sent, so it is an upper bound.
+func estimateBackfill(ctx context.Context, a *app, sy *connector.Syncer, rows int64) (string, error) {
+	size := int64(sy.Sync.BatchSize)
+	batches := (rows + size - 1) / size
+	perBatch := a.budget.Estimate(sy.Sync.BatchSize)
+	var b strings.Builder
+	fmt.Fprintf(&b, "backfill of %s: %d rows in %d batches of up to %d: at most %d requests (%d a batch: its POST", sy.Sync.Name, rows, batches, size, batches*int64(perBatch), perBatch)
+	if perBatch > 1 {
+		fmt.Fprintf(&b, " and %d polls if Micro runs it as a job", perBatch-1)
+	}
+	b.WriteString(")")
+	s, err := a.budget.Snapshot(ctx)
+	if err != nil {
+		return "", err
+	}
+	if s.Limit == 0 {
+		fmt.Fprintf(&b, "; %d requests used in %s, no monthly budget", s.Used, s.Month)
+		return b.String(), nil
+	}
+	beyond := max(0, s.Left-s.Reserve)
+	fmt.Fprintf(&b, "; in %s %d of %d requests are used, %d left beyond the reserve of %d", s.Month, s.Used, s.Limit, beyond, s.Reserve)
+	if need := batches * int64(perBatch); need > int64(beyond) {
+		fmt.Fprintf(&b, ".\nThat is more than the budget beyond the reserve: the backfill may use the reserve, and stops with exit code 4 when the month's budget runs out (run it again after %s to resume; nothing is lost)",
+			s.MonthEnd.Format(time.DateOnly))
+	}
+	return b.String(), nil
 }
 
 // progress shows a backfill's progress: a redrawn line on a terminal, a

@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
@@ -41,10 +42,17 @@ type Config struct {
 	HTTPAddr        string        `env:"HTTP_ADDR, default=127.0.0.1:9464"`
 	MaxInflight     int           `env:"MAX_INFLIGHT, default=4"`
 	MonthlyRequests int           `env:"MICRO_MONTHLY_REQUESTS, default=1000"`
+	BudgetReserve   string        `env:"MICRO_BUDGET_RESERVE, default=5%"`
 	Lag             time.Duration `env:"SYNC_LAG, default=0s"`
 	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
-	MaxDelay        time.Duration `env:"MAX_DELAY, default=15m"`
+	MaxDelay        time.Duration `env:"MAX_DELAY"`
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
+}
+
+// newBudget is the request budget the configuration describes, over store.
+func (c *Config) newBudget(store budget.Store, log *slog.Logger) *budget.Budget {
+	reserve, _ := budget.ParseReserve(c.BudgetReserve) // validated by loadConfig
+	return budget.New(store, budget.Config{Limit: c.MonthlyRequests, Reserve: reserve, MaxDelay: c.MaxDelay, Logger: log})
 }
 
 // needs says which variables a command requires: validate and preview work
@@ -113,6 +121,12 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	if cfg.MonthlyRequests < 0 {
 		problems = append(problems, "MICRO_MONTHLY_REQUESTS must not be negative (0 disables the budget)")
 	}
+	if _, err := budget.ParseReserve(cfg.BudgetReserve); err != nil {
+		problems = append(problems, "MICRO_BUDGET_RESERVE: "+err.Error())
+	}
+	if cfg.MaxDelay < 0 {
+		problems = append(problems, "MAX_DELAY must not be negative (unset: no cap)")
+	}
 	if cfg.MaxRejectShare <= 0 || cfg.MaxRejectShare > 1 {
 		problems = append(problems, "MAX_REJECT_SHARE must be in (0, 1]")
 	}
@@ -135,8 +149,8 @@ func explain(err error) error {
 	switch {
 	case err == nil || errors.As(err, &done):
 		return err
-	case errors.Is(err, connector.ErrBudgetExhausted):
-		hint = "MICRO_MONTHLY_REQUESTS"
+	case errors.Is(err, budget.ErrExhausted):
+		hint = "or raise MICRO_MONTHLY_REQUESTS"
 	case errors.As(err, &share):
 		hint = fmt.Sprintf("MAX_REJECT_SHARE=%g; see `prismsync rejects` for the reasons", share.MaxShare)
 	case prism.IsUnauthorized(err):

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
@@ -48,7 +49,7 @@ func TestExplainNamesTheVariable(t *testing.T) {
 		err  error
 		want []string
 	}{
-		{fmt.Errorf("sync people: %w", connector.ErrBudgetExhausted), []string{"MICRO_MONTHLY_REQUESTS"}},
+		{fmt.Errorf("sync people: %w", &budget.ExhaustedError{Month: "2026-12", Used: 1000, Limit: 1000}), []string{"MICRO_MONTHLY_REQUESTS", "1000 of 1000"}},
 		{fmt.Errorf("sync people: %w", &connector.PermanentError{Err: &connector.RejectShareError{Rejected: 30, Rows: 40, MaxShare: 0.5}}),
 			[]string{"30 of 40 rows", "MAX_REJECT_SHARE=0.5", "prismsync rejects"}},
 	} {

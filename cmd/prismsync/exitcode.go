@@ -4,6 +4,7 @@ import (
 	"errors"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/mapping"
 )
 
@@ -14,6 +15,7 @@ const (
 	exitFailure     = 1 // a sync failed at run time
 	exitUsage       = 2 // bad flags, environment or mapping: fix the configuration
 	exitUnreachable = 3 // database or checkpoint store unreachable
+	exitBudget      = 4 // the month's request budget is spent: rows wait, nothing is lost
 )
 
 // usageError is a problem the operator fixes in flags, environment or the
@@ -45,9 +47,35 @@ func exitCode(err error) int {
 		return exitUsage
 	case errors.As(err, &un):
 		return exitUnreachable
+	case budgetOnly(err):
+		return exitBudget
 	case errors.As(err, &pe):
 		return exitFailure
 	default:
 		return exitFailure
 	}
+}
+
+// budgetOnly reports whether every failure err holds is a spent request
+// budget: a run that also failed for another reason exits as that failure.
+func budgetOnly(err error) bool {
+	for err != nil {
+		if err == budget.ErrExhausted {
+			return true
+		}
+		if _, ok := err.(*budget.ExhaustedError); ok {
+			return true
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			errs := j.Unwrap()
+			for _, e := range errs {
+				if !budgetOnly(e) {
+					return false
+				}
+			}
+			return len(errs) > 0
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
 }

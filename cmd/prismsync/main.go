@@ -69,6 +69,10 @@ Usage:
 
 Configuration comes from the environment; see config.example.env.
 Run 'prismsync COMMAND --help' for a command's flags.
+
+Exit codes: 0 success, 1 a sync failed, 2 bad flags, environment or mapping,
+3 database or checkpoint store unreachable, 4 the month's request budget is
+spent (once, backfill, rejects --retry; nothing is lost).
 `
 
 // Run executes one prismsync command.

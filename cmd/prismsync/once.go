@@ -9,13 +9,19 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/connector/budget"
 )
 
 const onceHelp = `Usage: prismsync once [--sync NAME]
 
 One pass of every sync in the mapping file (or only NAME): settle batches an
 interrupted run left in the journal, then read and send pages until the
-source has no rows after the checkpoint. Exits 0 only if every sync succeeded.
+source has no rows after the checkpoint. It is never paced: everything
+pending is sent, using the budget's reserve if need be. Exits 0 only if every
+sync succeeded; 4 when the month's request budget ran out (the rows still
+waiting and when sending resumes are printed; nothing is lost).
 
 Examples:
   prismsync once
@@ -53,6 +59,7 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 		}
 		logSummary(a.log, sum, err)
 		if err != nil {
+			reportBudget(stderr, s.Name, backlog(ctx, sy), err)
 			failed = append(failed, err)
 		}
 	}
@@ -60,4 +67,24 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 		return fmt.Errorf("%d of %d syncs failed: %w", len(failed), len(syncs), errors.Join(failed...))
 	}
 	return nil
+}
+
+// reportBudget tells the operator, when err is a spent request budget,
+// what still waits and when sending resumes. waiting describes the rows.
+func reportBudget(w io.Writer, sync, waiting string, err error) {
+	var ee *budget.ExhaustedError
+	if !budgetOnly(err) || !errors.As(err, &ee) {
+		return
+	}
+	fmt.Fprintf(w, "prismsync: sync %s: the month's request budget is spent (%d of %d requests in %s); %s, nothing is lost. Sending resumes %s, or sooner if MICRO_MONTHLY_REQUESTS is raised.\n",
+		sync, ee.Used, ee.Limit, ee.Month, waiting, ee.Resumes.UTC().Format(time.RFC3339))
+}
+
+// backlog describes the rows sy still has to send after its checkpoint.
+func backlog(ctx context.Context, sy *connector.Syncer) string {
+	n, err := sy.Backlog(ctx)
+	if err != nil {
+		return "the rows after its checkpoint still wait"
+	}
+	return fmt.Sprintf("%d rows still wait", n)
 }

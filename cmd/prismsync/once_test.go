@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/connector/prism/prismtest"
 	"github.com/prismsync/prismsync/internal/pgtest"
 )
@@ -151,11 +153,67 @@ func TestOnceCountsRequestsInTheStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	n, err := store.Requests(ctx, time.Now().UTC().Format("2006-01"))
+	n, err := store.Requests(ctx, budget.Month(time.Now()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if want := fake.Stats().Requests; n != want || n == 0 {
 		t.Fatalf("store counted %d requests this month, the API saw %d", n, want)
+	}
+}
+
+// once stops with exit 4 when the month's budget is spent, says what waits
+// and when sending resumes, and loses nothing: with budget again, the rest
+// arrives, each row once.
+func TestOnceExitsFourWhenTheBudgetIsSpent(t *testing.T) {
+	ctx := context.Background()
+	env, fake := onceEnv(t, "right-key")
+	env["MICRO_POLL_MIN"] = "10ms"
+	env["MICRO_MONTHLY_REQUESTS"] = "5" // three batches of 100 jobs need at least six
+	var stderr bytes.Buffer
+	err := Run(ctx, []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &stderr)
+	if code := exitCode(err); code != exitBudget {
+		t.Fatalf("exit %d (%v), want %d; log:\n%s", code, err, exitBudget, stderr.String())
+	}
+	sent := len(fake.Records("deal"))
+	if sent == 0 || sent == 250 || fake.Stats().Requests > 5 {
+		t.Fatalf("%d of 250 rows sent in %d requests: want some, not all, within 5", sent, fake.Stats().Requests)
+	}
+	want := fmt.Sprintf("%d rows still wait, nothing is lost. Sending resumes", 250-sent)
+	if !strings.Contains(stderr.String(), want) || !strings.Contains(stderr.String(), "MICRO_MONTHLY_REQUESTS") {
+		t.Errorf("stderr does not say what waits and when it resumes (%q):\n%s", want, stderr.String())
+	}
+	env["MICRO_MONTHLY_REQUESTS"] = "1000" // the budget is raised (or the month turned)
+	if err := Run(ctx, []string{"once"}, envconfig.MapLookuper(env), &bytes.Buffer{}, &stderr); err != nil {
+		t.Fatalf("once with budget again: %v\n%s", err, stderr.String())
+	}
+	seen := map[string]int{}
+	for _, r := range fake.Records("deal") {
+		seen[fmt.Sprint(r.Properties["ext"])]++
+	}
+	if len(seen) != 250 || len(fake.Records("deal")) != 250 {
+		t.Fatalf("after the budget was raised: %d distinct rows in %d records, want 250 once each", len(seen), len(fake.Records("deal")))
+	}
+}
+
+// A run where one sync ran out of budget and another failed otherwise exits
+// as the other failure; budget alone exits 4.
+func TestExitCodeOfMixedFailures(t *testing.T) {
+	spent := fmt.Errorf("sync a: %w", &budget.ExhaustedError{Month: "2026-12", Used: 5, Limit: 5})
+	other := fmt.Errorf("sync b: %w", &unreachableError{errors.New("store down")})
+	for _, tc := range []struct {
+		err  error
+		want int
+	}{
+		{spent, exitBudget},
+		{fmt.Errorf("1 of 2 syncs failed: %w", errors.Join(spent)), exitBudget},
+		{fmt.Errorf("2 of 2 syncs failed: %w", errors.Join(spent, spent)), exitBudget},
+		{fmt.Errorf("2 of 2 syncs failed: %w", errors.Join(spent, other)), exitUnreachable},
+		{fmt.Errorf("2 of 2 syncs failed: %w", errors.Join(spent, errors.New("boom"))), exitFailure},
+		{explain(spent), exitBudget},
+	} {
+		if got := exitCode(tc.err); got != tc.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tc.err, got, tc.want)
+		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
@@ -15,8 +16,8 @@ import (
 // Intervals of the ops goroutines. The request count is re-read from the
 // store because other replicas add to it too.
 const (
-	requestsRefresh = 30 * time.Second
-	storeOpTimeout  = 10 * time.Second
+	budgetRefresh  = 30 * time.Second
+	storeOpTimeout = 10 * time.Second
 )
 
 // opsOptions says what startOps starts besides the run-record writer and
@@ -76,7 +77,7 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	}
 
 	wg.Go(func() { recordRuns(opsCtx, a) })
-	wg.Go(func() { refreshRequests(opsCtx, a, a.metrics) })
+	wg.Go(func() { refreshBudget(opsCtx, a, a.metrics) })
 
 	n := sdnotify.FromEnv(opt.env)
 	if n.Enabled() {
@@ -129,30 +130,31 @@ func (a *app) ready(daemon, ctx context.Context) error {
 		}
 	}
 	if a.store != nil {
-		if _, err := a.store.Requests(ctx, telemetry.Month(time.Now())); err != nil {
+		if _, err := a.store.Requests(ctx, budget.Month(time.Now())); err != nil {
 			errs = append(errs, fmt.Errorf("checkpoint store unreachable: %w", err))
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// refreshRequests keeps the "requests this month" gauge at the store's
-// count, which every replica adds to.
-func refreshRequests(ctx context.Context, a *app, m *telemetry.Metrics) {
-	if a.store == nil {
+// refreshBudget keeps the budget gauges at the store's count and plan,
+// which every replica shares, and stores the counts an outage of the store
+// held back.
+func refreshBudget(ctx context.Context, a *app, m *telemetry.Metrics) {
+	if a.store == nil || a.budget == nil {
 		return
 	}
-	t := time.NewTicker(requestsRefresh)
+	t := time.NewTicker(budgetRefresh)
 	defer t.Stop()
 	for {
-		month := telemetry.Month(time.Now())
 		qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
-		n, err := a.store.Requests(qctx, month)
+		a.budget.Flush(qctx)
+		s, err := a.budget.Snapshot(qctx)
 		cancel()
 		if err == nil {
-			m.SetRequests(month, n)
+			m.SetBudget(telemetry.Budget{Used: s.Used, Limit: s.Limit, Reserve: s.Reserve, Pace: s.Pace, NextSend: s.NextSend, Projected: s.Projected})
 		} else if ctx.Err() == nil {
-			a.log.Debug("reading the monthly request count failed", "err", err)
+			a.log.Debug("reading the request budget failed", "err", err)
 		}
 		select {
 		case <-ctx.Done():

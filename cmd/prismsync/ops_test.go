@@ -90,11 +90,14 @@ func fileApp(t *testing.T, httpAddr string) (*app, checkpoint.Store) {
 	store, err := checkpoint.OpenFile(filepath.Join(t.TempDir(), "checkpoint.json"))
 	mustT(t, err)
 	t.Cleanup(func() { store.Close() })
-	m := telemetry.New(telemetry.Options{MonthlyLimit: 1000})
+	m := telemetry.New(telemetry.Options{})
+	cfg := &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000, BudgetReserve: "5%"}
+	log := slog.New(slog.DiscardHandler)
 	return &app{
-		cfg:      &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000},
-		log:      slog.New(slog.DiscardHandler),
+		cfg:      cfg,
+		log:      log,
 		store:    store,
+		budget:   cfg.newBudget(store, log),
 		metrics:  m,
 		observer: newOpsObserver(m),
 	}, store
@@ -106,7 +109,7 @@ func noEnv(string) (string, bool) { return "", false }
 func TestOpsLifecycle(t *testing.T) {
 	a, store := fileApp(t, "127.0.0.1:0")
 	ctx := context.Background()
-	month := telemetry.Month(time.Now())
+	month := budget.Month(time.Now())
 	mustT(t, store.AddRequests(ctx, month, 7)) // other replicas' requests
 	sock, msgs := notifySocket(t)
 	env := map[string]string{"NOTIFY_SOCKET": sock, "WATCHDOG_USEC": "40000"}
@@ -130,17 +133,25 @@ func TestOpsLifecycle(t *testing.T) {
 		t.Errorf("/readyz = %d %s", code, body)
 	}
 
-	// The request gauge starts from the store's count; the client's hook
-	// adds to it.
+	// The budget gauges show the store's count (every replica's) and the
+	// plan; the client's hooks meter a request and count it in the metrics.
 	var obs connector.Observer = a.observer
-	onRequest := countRequest(ctx, budget.New(1000, store, a.log), a.metrics)
-	onRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1})
-	eventually(t, "request count in /metrics", func() bool {
+	eventually(t, "the budget in /metrics", func() bool {
 		_, body := httpGet(t, base+"/metrics")
-		return strings.Contains(body, "prismsync_api_requests_month 8") &&
-			strings.Contains(body, `prismsync_api_requests_total{code="202",op="import"} 1`) &&
-			strings.Contains(body, "prismsync_api_requests_month_limit 1000")
+		return strings.Contains(body, "prismsync_api_requests_month 7") &&
+			strings.Contains(body, "prismsync_api_requests_month_limit 1000") &&
+			strings.Contains(body, "prismsync_budget_reserve_requests 50")
 	})
+	done, err := a.budget.Meter(ctx)
+	mustT(t, err)
+	done(1)
+	a.metrics.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Sent: 1})
+	if n, _ := store.Requests(ctx, month); n != 8 {
+		t.Errorf("store counts %d requests after one more, want 8", n)
+	}
+	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `prismsync_api_requests_total{code="202",op="import"} 1`) {
+		t.Errorf("request not in /metrics:\n%s", body)
+	}
 
 	// A pass is recorded in the store for status.
 	obs.PassFinished(connector.Summary{Sync: "people", Rows: 3, Sent: 2, Duration: time.Second}, nil)

@@ -26,7 +26,9 @@ source row changes again. Newest first.
 
 --retry re-sends every rejected row (of NAME, or of all syncs) as it is now
 in the source, e.g. after fixing a property in Micro or the mapping; the
-checkpoint does not move. Rows that are refused again stay rejected.
+checkpoint does not move. Rows that are refused again stay rejected. A retry
+is never paced; when the month's request budget runs out it stops with exit
+code 4, and the rows not yet retried stay in the list.
 
 Examples:
   prismsync rejects
@@ -166,6 +168,7 @@ func retryRejects(ctx context.Context, only string, env envconfig.Lookuper, stdo
 		release()
 		logSummary(a.log, sum, err)
 		if err != nil {
+			reportBudget(stderr, s.Name, "the rejects not yet retried wait (prismsync rejects lists them)", err)
 			failed = append(failed, err)
 			continue
 		}

@@ -63,8 +63,15 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 	c := cron.New(cron.WithParser(parser))
 	var wg sync.WaitGroup
 	for _, s := range syncs {
+		sched, err := parser.Parse(s.Schedule)
+		if err != nil {
+			return &usageError{fmt.Errorf("sync %s: schedule %q: %w", s.Name, s.Schedule, err)}
+		}
 		sy := newSyncer(s)
 		sy.Stopping = stopping
+		// The daemon plans: partial batches wait for their turn in the
+		// month's budget (explicit commands never do).
+		sy.Paced, sy.Interval = true, interval(sched, time.Now())
 		var mu sync.Mutex
 		pass := func() {
 			if !mu.TryLock() {
@@ -86,9 +93,7 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 			}
 			logSummary(log, sum, err)
 		}
-		if _, err := c.AddFunc(s.Schedule, pass); err != nil {
-			return &usageError{fmt.Errorf("sync %s: schedule %q: %w", s.Name, s.Schedule, err)}
-		}
+		c.Schedule(sched, cron.FuncJob(pass))
 		wg.Add(1)
 		go func() { defer wg.Done(); pass() }()
 	}
@@ -112,4 +117,10 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 	}
 	log.Info("prismsync stopped")
 	return nil
+}
+
+// interval is the time between two runs of sched around now.
+func interval(sched cron.Schedule, now time.Time) time.Duration {
+	next := sched.Next(now)
+	return sched.Next(next).Sub(next)
 }

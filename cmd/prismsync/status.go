@@ -16,6 +16,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/internal/telemetry"
 	"github.com/prismsync/prismsync/mapping"
 )
@@ -24,8 +25,10 @@ const statusHelp = `Usage: prismsync status [--sync NAME] [--json]
 
 One row per sync: its checkpoint (cursor, key, and for time cursors its age,
 i.e. how far behind the CRM may be), the last pass (when, how long, result),
-batches in flight (journaled, not yet confirmed), rejected rows, and the API
-requests used this month by every replica together.
+batches in flight (journaled, not yet confirmed), rejected rows; then the
+month's request budget: requests used by every replica together, what is
+left and the reserve, the daemon's pace and next partial send, the projected
+use at the month's end, and the syncs waiting for their turn.
 
 Syncs come from the mapping file (MAPPING_FILE) and the checkpoint store, so a
 sync removed from the mapping still shows. It reads the store only; with a
@@ -35,6 +38,9 @@ scripts should read --json, whose shape is stable:
 
   {"generated_at": RFC3339, "month": "2026-11", "requests_this_month": N,
    "monthly_request_limit": N,
+   "budget": {"used", "limit", "left", "reserve", "pace_seconds", "last_send",
+     "next_send", "projected_month_end", "runs_out"?, "waiting": [{"sync",
+     "since", "rows"}]},
    "syncs": [{"name", "in_mapping", "checkpoint": {"cursor", "key", "batches",
      "updated_at", "age_seconds"?} | null, "checkpoint_error"?,
      "last_run": {"started", "finished", "duration_seconds", "ok", "error"?,
@@ -75,7 +81,11 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 		fmt.Fprintf(stderr, "prismsync: warning: %v; showing the syncs the checkpoint store knows\n", err)
 	}
 
-	rep, err := collectStatus(ctx, store, mapped, *only, cfg.MonthlyRequests, time.Now())
+	snap, err := cfg.newBudget(store, nil).Snapshot(ctx)
+	if err != nil {
+		return &unreachableError{err}
+	}
+	rep, err := collectStatus(ctx, store, mapped, *only, snap, time.Now())
 	if err != nil {
 		return err
 	}
@@ -111,7 +121,31 @@ type statusReport struct {
 	Month        string       `json:"month"`
 	Requests     int          `json:"requests_this_month"`
 	MonthlyLimit int          `json:"monthly_request_limit"`
+	Budget       budgetStatus `json:"budget"`
 	Syncs        []syncStatus `json:"syncs"`
+}
+
+// budgetStatus is the month's request budget and the daemon's plan for it.
+type budgetStatus struct {
+	Used    int `json:"used"` // counted this month, in-flight reservations included
+	Limit   int `json:"limit"`
+	Left    int `json:"left"`
+	Reserve int `json:"reserve"`
+	// Pace is the time between two partial sends at which the budget
+	// lasts the month; NextSend when the next one may go (null: now).
+	PaceSeconds float64    `json:"pace_seconds"`
+	LastSend    *time.Time `json:"last_send"`
+	NextSend    *time.Time `json:"next_send"`
+	Projected   int        `json:"projected_month_end"`
+	RunsOut     *time.Time `json:"runs_out,omitempty"`
+	Waiting     []waiting  `json:"waiting"`
+}
+
+// waiting is a sync holding rows for its turn.
+type waiting struct {
+	Sync  string    `json:"sync"`
+	Since time.Time `json:"since"`
+	Rows  int       `json:"rows"`
 }
 
 type syncStatus struct {
@@ -150,13 +184,12 @@ type statusStore interface {
 	LastRun(ctx context.Context, sync string) (checkpoint.Run, bool, error)
 	Pending(ctx context.Context, sync string) ([]checkpoint.Batch, error)
 	CountRejects(ctx context.Context, sync string) (int, error)
-	Requests(ctx context.Context, month string) (int, error)
 }
 
 // collectStatus reads one row per sync: the mapping's syncs in file order,
 // then those only the store knows, sorted. A sync whose checkpoint cannot be
 // loaded (e.g. missing) gets its error in the row; store failures abort.
-func collectStatus(ctx context.Context, st statusStore, mapped []string, only string, limit int, now time.Time) (*statusReport, error) {
+func collectStatus(ctx context.Context, st statusStore, mapped []string, only string, b budget.Snapshot, now time.Time) (*statusReport, error) {
 	known, err := st.Syncs(ctx)
 	if err != nil {
 		return nil, &unreachableError{fmt.Errorf("list syncs: %w", err)}
@@ -173,11 +206,8 @@ func collectStatus(ctx context.Context, st statusStore, mapped []string, only st
 		}
 		names = []string{only}
 	}
-	month := telemetry.Month(now)
-	rep := &statusReport{GeneratedAt: now.UTC().Truncate(time.Second), Month: month, MonthlyLimit: limit, Syncs: []syncStatus{}}
-	if rep.Requests, err = st.Requests(ctx, month); err != nil {
-		return nil, fmt.Errorf("read request count: %w", err)
-	}
+	rep := &statusReport{GeneratedAt: now.UTC().Truncate(time.Second), Month: b.Month, Requests: b.Used, MonthlyLimit: b.Limit,
+		Budget: budgetReport(b), Syncs: []syncStatus{}}
 	for _, name := range names {
 		row := syncStatus{Name: name, InMapping: slices.Contains(mapped, name)}
 		state, err := st.Load(ctx, name)
@@ -253,10 +283,48 @@ func writeStatusTable(w io.Writer, rep *statusReport) {
 		}
 		tw.Flush()
 	}
-	if rep.MonthlyLimit > 0 {
-		fmt.Fprintf(w, "API requests in %s: %d of %d\n", rep.Month, rep.Requests, rep.MonthlyLimit)
-	} else {
-		fmt.Fprintf(w, "API requests in %s: %d (no monthly budget)\n", rep.Month, rep.Requests)
+	writeBudget(w, rep)
+}
+
+func budgetReport(s budget.Snapshot) budgetStatus {
+	at := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		t = t.UTC().Truncate(time.Second)
+		return &t
+	}
+	b := budgetStatus{Used: s.Used, Limit: s.Limit, Left: s.Left, Reserve: s.Reserve, PaceSeconds: math.Round(s.Pace.Seconds()),
+		LastSend: at(s.LastSend), NextSend: at(s.NextSend), Projected: s.Projected, RunsOut: at(s.RunsOut), Waiting: []waiting{}}
+	for _, t := range s.Waiting {
+		b.Waiting = append(b.Waiting, waiting{Sync: t.Sync, Since: t.WaitingSince.UTC().Truncate(time.Second), Rows: t.WaitingRows})
+	}
+	return b
+}
+
+func writeBudget(w io.Writer, rep *statusReport) {
+	b := rep.Budget
+	if b.Limit == 0 {
+		fmt.Fprintf(w, "API requests in %s: %d (no monthly budget)\n", rep.Month, b.Used)
+		return
+	}
+	fmt.Fprintf(w, "API requests in %s: %d of %d used, %d left (%d of them the reserve)\n", rep.Month, b.Used, b.Limit, b.Left, min(b.Left, b.Reserve))
+	switch {
+	case b.PaceSeconds == 0 && b.NextSend != nil:
+		fmt.Fprintf(w, "Partial batches: none until %s (the budget beyond the reserve is spent)\n", b.NextSend.Format(time.RFC3339))
+	case b.PaceSeconds > 0:
+		next := "now"
+		if b.NextSend != nil && b.NextSend.After(rep.GeneratedAt) {
+			next = b.NextSend.Format(time.RFC3339)
+		}
+		fmt.Fprintf(w, "Partial batches: one send every %s, next from %s; projected %d requests at the month's end\n",
+			shortDuration(time.Duration(b.PaceSeconds)*time.Second), next, b.Projected)
+	}
+	if b.RunsOut != nil {
+		fmt.Fprintf(w, "At MAX_DELAY's rate the budget beyond the reserve runs out on %s\n", b.RunsOut.Format(time.DateOnly))
+	}
+	for _, wt := range b.Waiting {
+		fmt.Fprintf(w, "Waiting for its turn: %s, %d rows since %s\n", wt.Sync, wt.Rows, wt.Since.Format(time.RFC3339))
 	}
 }
 

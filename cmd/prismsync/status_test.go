@@ -13,8 +13,8 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 	"github.com/prismsync/prismsync/internal/pgtest"
-	"github.com/prismsync/prismsync/internal/telemetry"
 )
 
 const statusMapping = `syncs:
@@ -42,7 +42,10 @@ func seedStatus(t *testing.T, s checkpoint.Store, now time.Time) {
 		Error: "sync people: import job j1 failed: boom", Rows: 500, Sent: 0}))
 	mustT(t, s.Commit(ctx, "gone", "k1", checkpoint.Position{Cursor: "17", Key: []string{"17"}}, "fp", nil, nil))
 	mustT(t, s.RecordRun(ctx, "gone", checkpoint.Run{Started: now.Add(-time.Hour), Finished: now.Add(-time.Hour + 2*time.Second), OK: true, Rows: 5, Sent: 5}))
-	mustT(t, s.AddRequests(ctx, telemetry.Month(now), 412))
+	mustT(t, s.AddRequests(ctx, budget.Month(now), 412))
+	mustT(t, s.SaveTurn(ctx, checkpoint.Turn{Sync: "people", LastSend: now.Add(-10 * time.Minute), LastCost: 1}))
+	mustT(t, s.SaveTurn(ctx, checkpoint.Turn{Sync: "gone", WaitingSince: now.Add(-5 * time.Minute), WaitingRows: 7,
+		HeldAt: now.Add(-time.Minute), Interval: 5 * time.Minute}))
 }
 
 func checkStatusJSON(t *testing.T, out []byte) {
@@ -51,7 +54,18 @@ func checkStatusJSON(t *testing.T, out []byte) {
 		Month        string `json:"month"`
 		Requests     int    `json:"requests_this_month"`
 		MonthlyLimit int    `json:"monthly_request_limit"`
-		Syncs        []struct {
+		Budget       struct {
+			Used, Limit, Left, Reserve int
+			Pace                       float64    `json:"pace_seconds"`
+			LastSend                   *time.Time `json:"last_send"`
+			NextSend                   *time.Time `json:"next_send"`
+			Projected                  int        `json:"projected_month_end"`
+			Waiting                    []struct {
+				Sync string
+				Rows int
+			}
+		} `json:"budget"`
+		Syncs []struct {
 			Name       string `json:"name"`
 			InMapping  bool   `json:"in_mapping"`
 			Checkpoint *struct {
@@ -73,8 +87,17 @@ func checkStatusJSON(t *testing.T, out []byte) {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("status --json: %v\n%s", err, out)
 	}
-	if rep.Requests != 412 || rep.MonthlyLimit != 1000 || rep.Month != telemetry.Month(time.Now()) {
+	if rep.Requests != 412 || rep.MonthlyLimit != 1000 || rep.Month != budget.Month(time.Now()) {
 		t.Errorf("header = %+v", rep)
+	}
+	// The pace depends on the time left in the month: only its
+	// consistency with the other figures is checked here (budget's own
+	// tests pin the formula).
+	b := rep.Budget
+	if b.Used != 412 || b.Limit != 1000 || b.Left != 588 || b.Reserve != 50 || b.Pace <= 0 || b.LastSend == nil || b.NextSend == nil ||
+		b.NextSend.Sub(*b.LastSend).Seconds() < b.Pace-1 || b.NextSend.Sub(*b.LastSend).Seconds() > b.Pace+1 || b.Projected != 950 ||
+		len(b.Waiting) != 1 || b.Waiting[0].Sync != "gone" || b.Waiting[0].Rows != 7 {
+		t.Errorf("budget = %+v\n%s", b, out)
 	}
 	if len(rep.Syncs) != 3 {
 		t.Fatalf("syncs = %d, want people, never, gone:\n%s", len(rep.Syncs), out)
@@ -114,7 +137,8 @@ func TestStatusFileStoreNextToDaemon(t *testing.T) {
 	mustT(t, Run(context.Background(), []string{"status"}, env, &out, &errOut))
 	table := out.String()
 	for _, want := range []string{"SYNC", "people", "[42]", "1h30m", "FAILED: sync people: import job j1 failed: boom",
-		"never", "(start)", "gone (not in mapping)", "ok: 5 rows, 5 sent in 2s", "API requests in ", "412 of 1000"} {
+		"never", "(start)", "gone (not in mapping)", "ok: 5 rows, 5 sent in 2s", "API requests in ", "412 of 1000 used, 588 left (50 of them the reserve)",
+		"Partial batches: one send every ", "projected 950 requests", "Waiting for its turn: gone, 7 rows since "} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

@@ -1,131 +1,203 @@
-// Package budget keeps prismsync within Micro's monthly request quota.
+// Package budget plans how prismsync spends Micro's monthly request quota.
 //
-// Micro allows 1,000 requests per month per API key, polls included. A
-// daemon that spends them freely stops working halfway through the month.
-// Budget counts every request in the checkpoint store (so restarts and
-// replicas share one count) and answers two questions for the engine:
-// may it send at all (not when the month's budget is spent), and should it
-// coalesce (hold back partial batches) because the month's pace would
-// overrun the budget.
+// Micro allows 1,000 requests per month per API key, polls included. Spent
+// freely, they are gone by day ten and the CRM goes stale until the month
+// turns. The budget therefore plans, before every batch:
+//
+//   - Explicit runs (once, backfill, rejects --retry) never wait: they may
+//     spend everything left, the reserve included, and stop with
+//     ErrExhausted when a batch no longer fits.
+//   - The daemon sends full batches at once while the budget beyond the
+//     reserve lasts: they carry the most rows per request.
+//   - A partial batch of the daemon waits for its turn: the pace (see Pace)
+//     must have passed since the last send of any sync, and syncs that wait
+//     are served in the order they began waiting, so one busy sync cannot
+//     starve the others. Rows that change meanwhile join the batch.
+//
+// The pace spreads what is left over what remains of the month:
+//
+//	pace = time left in the month / (requests left - reserve) × cost of the send
+//
+// The cost of a send is learned from the API's answers: a batch of a size
+// Micro answered synchronously costs one request, an asynchronous one its
+// POST plus the polls jobs of its size have needed.
+//
+// Every request is counted in the checkpoint store, shared by all syncs and
+// replicas. A batch reserves its expected cost before it is sent (atomically,
+// so two replicas cannot both take the last requests) and gives back what it
+// did not use when it ends, so the count never exceeds the limit even with
+// batches in flight. A request that never left this machine (connection
+// refused, DNS or TLS failure) is not counted; one that may have reached
+// Micro is. Counts the store could not take while it was down are added once
+// it is back.
 package budget
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prismsync/prismsync/checkpoint"
 )
 
-// Counter persists request counts per calendar month ("2026-11", UTC); the
-// checkpoint stores implement it.
-type Counter interface {
-	AddRequests(ctx context.Context, month string, n int) error
+// Store keeps what every process shares: the month's request count and the
+// syncs' turns. The checkpoint stores implement it.
+type Store interface {
+	// TakeRequests adds n (negative gives requests back) to month's count
+	// if the result stays at or below max, or unconditionally when max < 0.
+	// It returns the count afterwards, or the unchanged count and false
+	// when n did not fit.
+	TakeRequests(ctx context.Context, month string, n, limit int) (total int, ok bool, err error)
+	// Requests returns month's count.
 	Requests(ctx context.Context, month string) (int, error)
+	// Turns returns every sync's turn.
+	Turns(ctx context.Context) ([]checkpoint.Turn, error)
+	// SaveTurn replaces the turn of t.Sync.
+	SaveTurn(ctx context.Context, t checkpoint.Turn) error
 }
 
-// Budget tracks the requests of the current month against a limit.
+// ErrExhausted means the month's requests do not cover the next batch. Rows
+// wait in the database; nothing is lost.
+var ErrExhausted = errors.New("monthly request budget spent")
+
+// ExhaustedError says when sending can resume.
+type ExhaustedError struct {
+	Month   string
+	Used    int
+	Limit   int
+	Resumes time.Time // the start of the next month
+}
+
+func (e *ExhaustedError) Error() string {
+	return fmt.Sprintf("%s: %d of %d requests used in %s; sending resumes %s or when the budget is raised",
+		ErrExhausted, e.Used, e.Limit, e.Month, e.Resumes.UTC().Format(time.RFC3339))
+}
+
+func (e *ExhaustedError) Unwrap() error { return ErrExhausted }
+
+// Config sets a Budget up.
+type Config struct {
+	// Limit is the month's request budget; 0 disables planning (requests
+	// are still counted).
+	Limit int
+	// Reserve is kept back from the daemon's sends for retries, polls and
+	// explicit runs.
+	Reserve Reserve
+	// MaxDelay, when set, caps how long a partial batch waits for its turn,
+	// even when that spends the budget before the month ends.
+	MaxDelay time.Duration
+	// Now is the clock (default time.Now); the month is its UTC calendar
+	// month.
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Budget plans the requests of every sync of one API key.
 type Budget struct {
-	limit   int
-	counter Counter
-	now     func() time.Time
-	log     *slog.Logger
+	store    Store
+	limit    int
+	reserve  int
+	maxDelay time.Duration
+	now      func() time.Time
+	log      *slog.Logger
 
-	mu        sync.Mutex
-	month     string
-	used      int  // as known: loaded from the counter, plus what we added
-	loaded    bool // used reflects the counter for month
-	warned    bool // exhaustion logged for month
-	lastError error
+	mu      sync.Mutex
+	costs   costs
+	pending map[string]int // month -> requests the store could not take yet
+	warned  map[string]bool
+	// flushing serialises flush: two flushes of the same pending count
+	// would both store it.
+	flushing sync.Mutex
 }
 
-// New returns a budget of limit requests a month; limit 0 disables it
-// (requests are still counted).
-func New(limit int, c Counter, log *slog.Logger) *Budget {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+// New returns a budget over store.
+func New(store Store, cfg Config) *Budget {
+	b := &Budget{
+		store:    store,
+		limit:    max(0, cfg.Limit),
+		reserve:  cfg.Reserve.Of(cfg.Limit),
+		maxDelay: cfg.MaxDelay,
+		now:      cfg.Now,
+		log:      cfg.Logger,
+		pending:  make(map[string]int),
+		warned:   make(map[string]bool),
 	}
-	return &Budget{limit: limit, counter: c, now: time.Now, log: log}
+	if b.now == nil {
+		b.now = time.Now
+	}
+	if b.log == nil {
+		b.log = slog.New(slog.DiscardHandler)
+	}
+	return b
 }
 
-// SetClock replaces the clock (tests).
-func (b *Budget) SetClock(now func() time.Time) { b.now = now }
+// Limit is the month's budget (0: none) and Reserve the part the daemon
+// leaves alone.
+func (b *Budget) Limit() int   { return b.limit }
+func (b *Budget) Reserve() int { return b.reserve }
 
-func monthOf(t time.Time) string { return t.UTC().Format("2006-01") }
+// Month is the key requests are counted under: the UTC calendar month of t,
+// "2026-12".
+func Month(t time.Time) string { return t.UTC().Format("2006-01") }
 
-// sync loads the month's count when the month changed or was never read.
-func (b *Budget) syncLocked(ctx context.Context) error {
-	m := monthOf(b.now())
-	if m != b.month {
-		b.month, b.loaded, b.warned, b.used = m, false, false, 0
-	}
-	if b.loaded {
-		return nil
-	}
-	n, err := b.counter.Requests(ctx, m)
-	if err != nil {
-		return fmt.Errorf("request budget: %w", err)
-	}
-	b.used, b.loaded = n, true
-	return nil
+// monthBounds returns the start of t's UTC month and of the next one.
+func monthBounds(t time.Time) (start, end time.Time) {
+	t = t.UTC()
+	start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return start, start.AddDate(0, 1, 0)
 }
 
-// Record counts n requests made now. It is called for every HTTP attempt.
-func (b *Budget) Record(ctx context.Context, n int) {
+// take reserves n requests of month under max (< 0: no bound), first adding
+// what earlier calls could not store.
+func (b *Budget) take(ctx context.Context, month string, n, max int) (int, bool, error) {
+	b.flush(ctx)
+	return b.store.TakeRequests(ctx, month, n, max)
+}
+
+// give adds n (possibly negative) to month's count without a bound. It
+// never fails: a count the store cannot take now is kept and added by a
+// later call (Flush, or the next batch), so an outage does not make the
+// month's count come out low.
+func (b *Budget) give(ctx context.Context, month string, n int) {
+	if n == 0 {
+		return
+	}
+	b.mu.Lock()
+	b.pending[month] += n
+	b.mu.Unlock()
+	b.flush(ctx)
+}
+
+// Flush stores the counts an unreachable store could not take earlier. It
+// reports whether nothing is left pending.
+func (b *Budget) Flush(ctx context.Context) bool {
+	b.flush(ctx)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	_ = b.syncLocked(ctx)
-	b.used += n
-	if err := b.counter.AddRequests(ctx, b.month, n); err != nil {
-		// Counting is best effort: failing a sync because a counter
-		// update failed would cost more requests, not fewer.
-		b.lastError = err
-		b.loaded = false // re-read next time
-		b.log.Warn("could not record API requests in the checkpoint store", "err", err)
-	}
+	return len(b.pending) == 0
 }
 
-// Used returns the requests counted this month and the limit (0 = none).
-func (b *Budget) Used(ctx context.Context) (used, limit int, err error) {
+func (b *Budget) flush(ctx context.Context) {
+	b.flushing.Lock()
+	defer b.flushing.Unlock()
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	err = b.syncLocked(ctx)
-	return b.used, b.limit, err
-}
-
-// Allow reports whether a batch may be sent now, needing about n requests
-// (its POST plus polls). When the month's budget is spent it logs once and
-// says no: rows wait in the database, nothing is lost, and sending resumes
-// when the month turns or the limit is raised.
-func (b *Budget) Allow(ctx context.Context, n int) (bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.syncLocked(ctx); err != nil {
-		return false, err
+	months := make(map[string]int, len(b.pending))
+	for m, n := range b.pending {
+		months[m] = n
 	}
-	if b.limit <= 0 || b.used+n <= b.limit {
-		return true, nil
+	b.mu.Unlock()
+	for m, n := range months {
+		if _, _, err := b.store.TakeRequests(ctx, m, n, -1); err != nil {
+			b.log.Debug("request count not stored yet; it is added when the checkpoint store answers again", "month", m, "requests", n, "err", err)
+			continue
+		}
+		b.mu.Lock()
+		if b.pending[m] -= n; b.pending[m] == 0 {
+			delete(b.pending, m)
+		}
+		b.mu.Unlock()
 	}
-	if !b.warned {
-		b.warned = true
-		b.log.Error("monthly API request budget exhausted; not sending until the month turns or MICRO_MONTHLY_REQUESTS is raised (rows wait, nothing is lost)",
-			"used", b.used, "limit", b.limit, "month", b.month)
-	}
-	return false, nil
-}
-
-// Coalesce reports whether the month's pace is ahead of the budget: more
-// requests used than the share of the month that has passed allows. The
-// engine then sends only full batches (or ones that waited max_delay).
-func (b *Budget) Coalesce(ctx context.Context) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.limit <= 0 || b.syncLocked(ctx) != nil {
-		return false
-	}
-	now := b.now().UTC()
-	start := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
-	end := start.AddDate(0, 1, 0)
-	share := float64(now.Sub(start)) / float64(end.Sub(start))
-	return float64(b.used) > share*float64(b.limit)
 }

@@ -93,9 +93,14 @@ type Config struct {
 	Now func() time.Time
 
 	Logger *slog.Logger // default discards
-	// OnRequest is called after every HTTP attempt (for metrics and the
-	// monthly request budget). It must be safe for concurrent use.
+	// OnRequest is called after every HTTP attempt (for metrics). It must
+	// be safe for concurrent use.
 	OnRequest func(RequestInfo)
+	// Meter, when set, is asked before every HTTP attempt (the monthly
+	// request budget): an error stops the request before it is made and
+	// ends the call with that error, never retried. The returned done is
+	// called after the attempt with RequestInfo.Sent.
+	Meter func(ctx context.Context) (done func(sent int), err error)
 	// UserAgent overrides the default "prismsync/<module version>".
 	UserAgent string
 }
@@ -109,6 +114,11 @@ type RequestInfo struct {
 	Duration  time.Duration
 	Attempt   int // 1 for the first try
 	RequestID string
+	// Sent is how often the request was written to a connection: 0 when
+	// it never left this machine (connection refused, DNS or TLS failure),
+	// so Micro cannot have counted it; 2 when the transport resent it on
+	// a connection that died.
+	Sent int
 }
 
 // Client talks to the import API. It is safe for concurrent use.

@@ -9,8 +9,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptrace"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -98,11 +100,30 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 		req.Header.Set("Idempotency-Key", key)
 	}
 
+	var metered func(sent int)
+	if c.cfg.Meter != nil {
+		done, err := c.cfg.Meter(ctx)
+		if err != nil {
+			return nil, nil, 0, err // the request is not made
+		}
+		metered = done
+	}
+	// Whether the request left this machine decides whether Micro may
+	// have counted it: a refused connection, a DNS or TLS failure never
+	// writes the headers. A transport that resends on a dead keep-alive
+	// connection writes them twice.
+	var sent atomic.Int32
+	req = req.WithContext(httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{WroteHeaders: func() { sent.Add(1) }}))
+
 	began := time.Now()
 	info := RequestInfo{Method: method, Op: op, Attempt: n}
 	report := func(err error) {
 		info.Err = err
 		info.Duration = time.Since(began)
+		info.Sent = int(sent.Load())
+		if metered != nil {
+			metered(info.Sent)
+		}
 		c.log.DebugContext(ctx, "prism: request", "op", op, "method", method, "attempt", n,
 			"status", info.Status, "duration", info.Duration, "request_id", info.RequestID, "err", err)
 		if c.cfg.OnRequest != nil {

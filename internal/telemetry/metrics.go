@@ -29,9 +29,6 @@ type Options struct {
 	// FailThreshold is the number of consecutive failed passes of a sync
 	// that makes Ready fail (default DefaultFailThreshold).
 	FailThreshold int
-	// MonthlyLimit is the API request budget per calendar month
-	// (MICRO_MONTHLY_REQUESTS), exported so alerts can compare; 0 = none.
-	MonthlyLimit int
 	// Now is the clock (default time.Now); tests set it.
 	Now func() time.Time
 	// NoProcessMetrics leaves out the Go runtime and process collectors
@@ -55,12 +52,11 @@ type Metrics struct {
 	requestDuration                              *prometheus.HistogramVec
 	inflight, lastSuccess, lastPass, failures    *prometheus.GaugeVec
 	cursorTime, horizonLag                       *prometheus.GaugeVec
-	monthlyLimit                                 prometheus.Gauge
+	budgetUsed, budgetLimit, budgetReserve       prometheus.Gauge
+	budgetPace, budgetNextSend, budgetProjected  prometheus.Gauge
 
-	mu     sync.Mutex
-	syncs  map[string]*syncState
-	month  string // calendar month (UTC, "2006-01") monthN counts
-	monthN int    // requests this month: set by SetRequests plus observed since
+	mu    sync.Mutex
+	syncs map[string]*syncState
 }
 
 // syncState is what readiness and the scrape-time gauges need per sync.
@@ -129,10 +125,18 @@ func New(opts Options) *Metrics {
 	m.failures = gauge("consecutive_failed_passes", "Passes failed in a row (0 after a success); readiness fails at the threshold.", "sync")
 	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time (only for time-typed cursors).", "sync")
 	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far the commit horizon (and SYNC_LAG) held the last pass back from now (0 for cursors that are not times).", "sync")
-	m.monthlyLimit = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "api_requests_month_limit",
-		Help: "Configured API request budget per calendar month (0 = none)."})
-	m.monthlyLimit.Set(float64(opts.MonthlyLimit))
-	m.reg.MustRegister(m.monthlyLimit, newScrapeTime(m))
+	plain := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
+		m.reg.MustRegister(g)
+		return g
+	}
+	m.budgetUsed = plain("api_requests_month", "API requests counted this calendar month (UTC) by every replica, batches in flight included (their expected polls are reserved).")
+	m.budgetLimit = plain("api_requests_month_limit", "The monthly API request budget (0 = none).")
+	m.budgetReserve = plain("budget_reserve_requests", "Requests of the monthly budget the daemon leaves for retries, polls and explicit runs.")
+	m.budgetPace = plain("budget_pace_seconds", "Time between two partial sends at which the month's budget lasts until its end (0 when not limited).")
+	m.budgetNextSend = plain("budget_next_send_timestamp_seconds", "Unix time from which the daemon sends its next partial batch (0 when not limited).")
+	m.budgetProjected = plain("budget_projected_requests", "Requests the month will have used at its end if rows keep changing and the daemon sends at its pace.")
+	m.reg.MustRegister(newScrapeTime(m))
 	if !opts.NoProcessMetrics {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
@@ -248,41 +252,29 @@ func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
 		m.retries.WithLabelValues(op).Inc()
 	}
 	m.requestDuration.WithLabelValues(op).Observe(r.Duration.Seconds())
-
-	month := Month(m.now())
-	m.mu.Lock()
-	m.rollMonth(month)
-	m.monthN++
-	m.mu.Unlock()
 }
 
-// rollMonth starts a new count when the calendar month changed. Callers hold
-// m.mu.
-func (m *Metrics) rollMonth(month string) {
-	if m.month != month {
-		m.month, m.monthN = month, 0
+// Budget is the request budget as the gauges show it (see budget.Snapshot).
+type Budget struct {
+	Used, Limit, Reserve int
+	Pace                 time.Duration
+	NextSend             time.Time // zero: nothing limits the next send
+	Projected            int
+}
+
+// SetBudget sets the budget gauges. The count is the checkpoint store's, so
+// every replica shows the same.
+func (m *Metrics) SetBudget(b Budget) {
+	m.budgetUsed.Set(float64(b.Used))
+	m.budgetLimit.Set(float64(b.Limit))
+	m.budgetReserve.Set(float64(b.Reserve))
+	m.budgetPace.Set(b.Pace.Seconds())
+	next := 0.0
+	if !b.NextSend.IsZero() {
+		next = float64(b.NextSend.UnixMilli()) / 1000
 	}
-}
-
-// SetRequests sets the count of month to n, the total the checkpoint store
-// holds (every replica and earlier runs; the budget persists each request
-// there). Requests observed afterwards are added until the next call. A month
-// other than the current one is ignored.
-func (m *Metrics) SetRequests(month string, n int) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rollMonth(Month(m.now()))
-	if month == m.month {
-		m.monthN = n
-	}
-}
-
-// RequestsThisMonth is the request count of the current calendar month.
-func (m *Metrics) RequestsThisMonth() int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.rollMonth(Month(m.now()))
-	return m.monthN
+	m.budgetNextSend.Set(next)
+	m.budgetProjected.Set(float64(b.Projected))
 }
 
 // Failing describes a sync whose recent passes all failed.
@@ -317,10 +309,6 @@ func (m *Metrics) Ready(context.Context) error {
 	return errors.Join(errs...)
 }
 
-// Month names the calendar month (UTC) of t the way the checkpoint store
-// keys request counts: "2026-11".
-func Month(t time.Time) string { return t.UTC().Format("2006-01") }
-
 // cursorLayouts are the text forms PostgreSQL gives time-typed cursors in a
 // session with TimeZone=UTC and DateStyle=ISO (as the engine's sessions are):
 // timestamptz, timestamp, date.
@@ -349,8 +337,8 @@ func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 // checkpoint age and this month's request count (which resets on the 1st
 // even if no request was made).
 type scrapeTime struct {
-	m                *Metrics
-	age, monthlyUsed *prometheus.Desc
+	m   *Metrics
+	age *prometheus.Desc
 }
 
 func newScrapeTime(m *Metrics) scrapeTime {
@@ -358,22 +346,17 @@ func newScrapeTime(m *Metrics) scrapeTime {
 		m: m,
 		age: prometheus.NewDesc(namespace+"_checkpoint_age_seconds",
 			"Now minus the checkpoint's cursor value (only for time-typed cursors): how stale the CRM may be.", []string{"sync"}, nil),
-		monthlyUsed: prometheus.NewDesc(namespace+"_api_requests_month",
-			"API requests used this calendar month (UTC), as counted by the checkpoint store plus this process.", nil, nil),
 	}
 }
 
 func (c scrapeTime) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.age
-	ch <- c.monthlyUsed
 }
 
 func (c scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	m := c.m
 	now := m.now()
 	m.mu.Lock()
-	m.rollMonth(Month(now))
-	n := m.monthN
 	type age struct {
 		sync string
 		d    time.Duration
@@ -388,5 +371,4 @@ func (c scrapeTime) Collect(ch chan<- prometheus.Metric) {
 	for _, a := range ages {
 		ch <- prometheus.MustNewConstMetric(c.age, prometheus.GaugeValue, a.d.Seconds(), a.sync)
 	}
-	ch <- prometheus.MustNewConstMetric(c.monthlyUsed, prometheus.GaugeValue, float64(n))
 }

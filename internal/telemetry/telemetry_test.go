@@ -161,7 +161,7 @@ func TestBatchAndPassCounters(t *testing.T) {
 }
 
 func TestRequests(t *testing.T) {
-	m, c := newMetrics(t, Options{MonthlyLimit: 1000})
+	m, _ := newMetrics(t, Options{})
 	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
 	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
 	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
@@ -179,34 +179,33 @@ func TestRequests(t *testing.T) {
 		{"prismsync_api_retries_total", []string{"op", "import"}, 1},
 		{"prismsync_api_retries_total", []string{"op", "poll"}, 1},
 		{"prismsync_api_request_duration_seconds", []string{"op", "import"}, 3},
-		{"prismsync_api_requests_month", nil, 5},
-		{"prismsync_api_requests_month_limit", nil, 1000},
 	} {
 		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
 		}
 	}
+}
 
-	// The store's count (every replica, persisted by the budget) replaces
-	// the local one.
-	m.SetRequests("2026-11", 100)
-	m.SetRequests("2026-10", 7) // not this month: ignored
-	if got := m.RequestsThisMonth(); got != 100 {
-		t.Errorf("RequestsThisMonth = %d, want 100", got)
+// The budget gauges show the store's count (every replica) and the plan.
+func TestBudgetGauges(t *testing.T) {
+	m, _ := newMetrics(t, Options{})
+	next := time.Date(2026, 12, 11, 3, 40, 0, 500_000_000, time.UTC)
+	m.SetBudget(Budget{Used: 412, Limit: 1000, Reserve: 50, Pace: 81 * time.Minute, NextSend: next, Projected: 950})
+	for name, want := range map[string]float64{
+		"prismsync_api_requests_month":                 412,
+		"prismsync_api_requests_month_limit":           1000,
+		"prismsync_budget_reserve_requests":            50,
+		"prismsync_budget_pace_seconds":                81 * 60,
+		"prismsync_budget_next_send_timestamp_seconds": float64(next.UnixMilli()) / 1000,
+		"prismsync_budget_projected_requests":          950,
+	} {
+		if got := value(t, m, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
 	}
-	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 200, Attempt: 1})
-	if got := value(t, m, "prismsync_api_requests_month"); got != 101 {
-		t.Errorf("requests month = %v, want 101", got)
-	}
-
-	// On the 1st the count starts over, even before any request is made.
-	c.Set(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
-	if got := value(t, m, "prismsync_api_requests_month"); got != 0 {
-		t.Errorf("requests month after month change = %v, want 0", got)
-	}
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
-	if got := m.RequestsThisMonth(); got != 1 {
-		t.Errorf("RequestsThisMonth in December = %d, want 1", got)
+	m.SetBudget(Budget{Used: 3})
+	if got := value(t, m, "prismsync_budget_next_send_timestamp_seconds"); got != 0 {
+		t.Errorf("next send without a limit = %v, want 0", got)
 	}
 }
 
@@ -367,6 +366,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	m.BatchDone("people", connector.BatchReport{Rows: 7, Created: 7, Outcome: "complete", Attempts: 1})
 	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
 	m.PassFinished(connector.Summary{Sync: "people", Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, nil)
+	m.SetBudget(Budget{Used: 1, Limit: 1000})
 	srv := httptest.NewServer(m.Handler(nil))
 	defer srv.Close()
 	code, body := get(t, srv.URL+"/metrics")
@@ -407,7 +407,7 @@ func TestConcurrentUse(t *testing.T) {
 				}
 				m.PassFinished(connector.Summary{Sync: sync, Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, err)
 				if j%10 == 0 {
-					m.SetRequests(Month(time.Now()), j)
+					m.SetBudget(Budget{Used: j, Limit: 1000})
 					m.Failing()
 				}
 			}

@@ -20,7 +20,7 @@ type KindStatus struct {
 // Stats are counters since New or the last Reset. Requests are counted when
 // they end, so a request held by FaultHang shows up once it is released.
 type Stats struct {
-	Requests     int                // every request, whatever happened to it
+	Requests     int                // every request, whatever happened to it (counted on arrival)
 	ByKind       map[Kind]int       // requests per kind
 	ByStatus     map[int]int        // requests per status (0 = dropped)
 	ByKindStatus map[KindStatus]int // requests per kind and status

@@ -251,6 +251,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// when a dropped request's handler finishes after the client moved on.
 	slot, gen := len(s.log), s.gen
 	s.log = append(s.log, entry)
+	// Counted on arrival too: a client that has its answer must never see
+	// a count without its request (the rest of the statistics need the
+	// outcome and follow in finish).
+	s.stats.Requests++
 	s.mu.Unlock()
 	defer func() { s.finish(entry, slot, gen) }()
 	w.Header().Set("x-request-id", entry.RequestID)
@@ -489,7 +493,6 @@ func (s *Server) finish(entry LogEntry, slot int, gen uint64) {
 		return // Reset ran while the request was in flight
 	}
 	st := &s.stats
-	st.Requests++
 	st.ByKind[entry.Kind]++
 	st.ByStatus[entry.Status]++
 	st.ByKindStatus[KindStatus{entry.Kind, entry.Status}]++
