@@ -85,3 +85,36 @@ func TestBackfillKeepsLiveCheckpoint(t *testing.T) {
 		t.Fatalf("finished backfill left its position behind: %+v", bf)
 	}
 }
+
+// backfill --dry-run prints what the backfill would cost against the month's
+// budget and sends nothing; a real backfill prints the same estimate first.
+func TestBackfillDryRunEstimates(t *testing.T) {
+	ctx := context.Background()
+	env, fake := onceEnv(t, "right-key")
+	env["MICRO_MONTHLY_REQUESTS"] = "20"
+	env["MICRO_BUDGET_RESERVE"] = "5"
+	lookup := envconfig.MapLookuper(env)
+	var out bytes.Buffer
+	if err := Run(ctx, []string{"backfill", "--sync", "items", "--dry-run"}, lookup, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	// 250 rows in batches of 100: 3 batches of POST + 2 polls before any
+	// job was seen.
+	for _, want := range []string{"backfill of items: 250 rows in 3 batches of up to 100: at most 9 requests",
+		"0 of 20 requests are used, 15 left beyond the reserve of 5"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("dry run lacks %q:\n%s", want, out.String())
+		}
+	}
+	if fake.Stats().Requests != 0 {
+		t.Fatalf("a dry run made %d requests", fake.Stats().Requests)
+	}
+	env["MICRO_MONTHLY_REQUESTS"] = "10"
+	out.Reset()
+	if err := Run(ctx, []string{"backfill", "--sync", "items", "--dry-run"}, lookup, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "more than the budget beyond the reserve") || !strings.Contains(out.String(), "exit code 4") {
+		t.Errorf("a backfill over the budget beyond the reserve does not say so:\n%s", out.String())
+	}
+}
