@@ -145,11 +145,11 @@ func TestOpsLifecycle(t *testing.T) {
 	done, err := a.budget.Meter(ctx)
 	mustT(t, err)
 	done(1)
-	a.metrics.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Sent: 1})
+	a.metrics.ObserveRequest(connector.WithSyncName(ctx, "people"), prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Sent: 1})
 	if n, _ := store.Requests(ctx, month); n != 8 {
 		t.Errorf("store counts %d requests after one more, want 8", n)
 	}
-	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `prismsync_api_requests_total{code="202",op="import"} 1`) {
+	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `prismsync_api_requests_total{code="202",op="import",sync="people"} 1`) {
 		t.Errorf("request not in /metrics:\n%s", body)
 	}
 

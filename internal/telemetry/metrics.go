@@ -115,10 +115,10 @@ func New(opts Options) *Metrics {
 		[]float64{0, 1, 2, 4, 8, 16, 32, 64, 128}, "sync")
 	m.passDuration = histogram("pass_duration_seconds", "Duration of one pass of a sync.",
 		prometheus.ExponentialBuckets(0.5, 2, 14), "sync")
-	m.requests = counter("api_requests_total", "HTTP attempts to the import API by operation and status code (\"error\" when no response arrived).", "op", "code")
-	m.retries = counter("api_retries_total", "HTTP attempts that were retries of an earlier attempt.", "op")
+	m.requests = counter("api_requests_total", "HTTP attempts to the import API by sync, operation and status code (\"error\" when no response arrived).", "sync", "op", "code")
+	m.retries = counter("api_retries_total", "HTTP attempts that were retries of an earlier attempt.", "sync", "op")
 	m.requestDuration = histogram("api_request_duration_seconds", "Duration of one HTTP attempt to the import API.",
-		prometheus.DefBuckets, "op")
+		prometheus.DefBuckets, "sync", "op")
 	m.inflight = gauge("inflight_batches", "Batches sent and not yet committed.", "sync")
 	m.lastSuccess = gauge("last_success_timestamp_seconds", "Unix time at which the last successful pass ended.", "sync")
 	m.lastPass = gauge("last_pass_timestamp_seconds", "Unix time at which the last pass ended, successful or not.", "sync")
@@ -238,7 +238,10 @@ func (m *Metrics) InFlight(sync string, n int) {
 }
 
 // ObserveRequest counts one HTTP attempt; pass it as prism.Config.OnRequest.
-func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
+// The sync is the one the engine named in the request's context
+// (connector.WithSyncName); "" for a request made outside a sync.
+func (m *Metrics) ObserveRequest(ctx context.Context, r prism.RequestInfo) {
+	sync := connector.SyncName(ctx)
 	op := r.Op
 	if op == "" {
 		op = "other"
@@ -247,11 +250,11 @@ func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
 	if r.Status > 0 {
 		code = strconv.Itoa(r.Status)
 	}
-	m.requests.WithLabelValues(op, code).Inc()
+	m.requests.WithLabelValues(sync, op, code).Inc()
 	if r.Attempt > 1 {
-		m.retries.WithLabelValues(op).Inc()
+		m.retries.WithLabelValues(sync, op).Inc()
 	}
-	m.requestDuration.WithLabelValues(op).Observe(r.Duration.Seconds())
+	m.requestDuration.WithLabelValues(sync, op).Observe(r.Duration.Seconds())
 }
 
 // Budget is the request budget as the gauges show it (see budget.Snapshot).

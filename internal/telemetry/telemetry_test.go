@@ -162,23 +162,30 @@ func TestBatchAndPassCounters(t *testing.T) {
 
 func TestRequests(t *testing.T) {
 	m, _ := newMetrics(t, Options{})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
-	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 0, Err: errors.New("reset"), Attempt: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 200, Attempt: 2})
+	people := connector.WithSyncName(context.Background(), "people")
+	orgs := connector.WithSyncName(context.Background(), "orgs")
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "poll", Status: 0, Err: errors.New("reset"), Attempt: 1})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "poll", Status: 200, Attempt: 2})
+	m.ObserveRequest(orgs, prism.RequestInfo{Op: "import", Status: 202, Attempt: 1})
+	m.ObserveRequest(context.Background(), prism.RequestInfo{Op: "poll", Status: 200, Attempt: 1})
 	for _, tc := range []struct {
 		name   string
 		labels []string
 		want   float64
 	}{
-		{"prismsync_api_requests_total", []string{"op", "import", "code", "202"}, 2},
-		{"prismsync_api_requests_total", []string{"op", "import", "code", "429"}, 1},
-		{"prismsync_api_requests_total", []string{"op", "poll", "code", "error"}, 1},
-		{"prismsync_api_requests_total", []string{"op", "poll", "code", "200"}, 1},
-		{"prismsync_api_retries_total", []string{"op", "import"}, 1},
-		{"prismsync_api_retries_total", []string{"op", "poll"}, 1},
-		{"prismsync_api_request_duration_seconds", []string{"op", "import"}, 3},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "import", "code", "202"}, 2},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "import", "code", "429"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "poll", "code", "error"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "poll", "code", "200"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "orgs", "op", "import", "code", "202"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "", "op", "poll", "code", "200"}, 1},
+		{"prismsync_api_retries_total", []string{"sync", "people", "op", "import"}, 1},
+		{"prismsync_api_retries_total", []string{"sync", "people", "op", "poll"}, 1},
+		{"prismsync_api_request_duration_seconds", []string{"sync", "people", "op", "import"}, 3},
+		{"prismsync_api_request_duration_seconds", []string{"sync", "orgs", "op", "import"}, 1},
 	} {
 		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
@@ -364,7 +371,7 @@ func TestReadyCheckFunc(t *testing.T) {
 func TestMetricsEndpoint(t *testing.T) {
 	m := New(Options{}) // with the Go and process collectors
 	m.BatchDone("people", connector.BatchReport{Rows: 7, Created: 7, Outcome: "complete", Attempts: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+	m.ObserveRequest(connector.WithSyncName(context.Background(), "people"), prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
 	m.PassFinished(connector.Summary{Sync: "people", Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, nil)
 	m.SetBudget(Budget{Used: 1, Limit: 1000})
 	srv := httptest.NewServer(m.Handler(nil))
@@ -375,7 +382,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	for _, want := range []string{
 		`prismsync_rows_sent_total{sync="people"} 7`,
-		`prismsync_api_requests_total{code="200",op="import"} 1`,
+		`prismsync_api_requests_total{code="200",op="import",sync="people"} 1`,
 		`prismsync_api_requests_month 1`,
 		`prismsync_checkpoint_age_seconds{sync="people"} `,
 		`go_goroutines`,
@@ -400,7 +407,7 @@ func TestConcurrentUse(t *testing.T) {
 			for j := range 50 {
 				m.BatchDone(sync, connector.BatchReport{Rows: 1, Created: 1, Outcome: "complete", Attempts: 1})
 				m.InFlight(sync, j%4)
-				m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+				m.ObserveRequest(connector.WithSyncName(context.Background(), sync), prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
 				var err error
 				if j%2 == 0 {
 					err = errors.New("x")
@@ -421,8 +428,10 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	if got := value(t, m, "prismsync_api_requests_total", "op", "import", "code", "200"); got != 400 {
-		t.Errorf("requests = %v, want 400", got)
+	for sync, want := range map[string]float64{"s0": 150, "s1": 150, "s2": 100} {
+		if got := value(t, m, "prismsync_api_requests_total", "sync", sync, "op", "import", "code", "200"); got != want {
+			t.Errorf("requests of %s = %v, want %v", sync, got, want)
+		}
 	}
 }
 
