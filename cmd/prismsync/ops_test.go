@@ -138,8 +138,8 @@ func TestOpsLifecycle(t *testing.T) {
 	var obs connector.Observer = a.observer
 	eventually(t, "the budget in /metrics", func() bool {
 		_, body := httpGet(t, base+"/metrics")
-		return strings.Contains(body, "prismsync_api_requests_month 7") &&
-			strings.Contains(body, "prismsync_api_requests_month_limit 1000") &&
+		return strings.Contains(body, "prismsync_budget_used_requests 7") &&
+			strings.Contains(body, "prismsync_budget_limit_requests 1000") &&
 			strings.Contains(body, "prismsync_budget_reserve_requests 50")
 	})
 	done, err := a.budget.Meter(ctx)

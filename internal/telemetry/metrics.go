@@ -111,7 +111,7 @@ func New(opts Options) *Metrics {
 	m.passes = counter("passes_total", "Passes by result: ok or failed.", "sync", "result")
 	m.jobDuration = histogram("job_duration_seconds", "Time from the first POST of a batch until its job was final.",
 		prometheus.ExponentialBuckets(0.1, 2, 12), "sync", "mode")
-	m.jobPolls = histogram("job_polls", "Poll requests spent on one batch's job.",
+	m.jobPolls = histogram("job_poll_requests", "Poll requests spent on one batch's job.",
 		[]float64{0, 1, 2, 4, 8, 16, 32, 64, 128}, "sync")
 	m.passDuration = histogram("pass_duration_seconds", "Duration of one pass of a sync.",
 		prometheus.ExponentialBuckets(0.5, 2, 14), "sync")
@@ -130,8 +130,8 @@ func New(opts Options) *Metrics {
 		m.reg.MustRegister(g)
 		return g
 	}
-	m.budgetUsed = plain("api_requests_month", "API requests counted this calendar month (UTC) by every replica, batches in flight included (their expected polls are reserved).")
-	m.budgetLimit = plain("api_requests_month_limit", "The monthly API request budget (0 = none).")
+	m.budgetUsed = plain("budget_used_requests", "API requests counted this calendar month (UTC) by every replica, batches in flight included (their expected polls are reserved).")
+	m.budgetLimit = plain("budget_limit_requests", "The monthly API request budget (0 = none).")
 	m.budgetReserve = plain("budget_reserve_requests", "Requests of the monthly budget the daemon leaves for retries, polls and explicit runs.")
 	m.budgetPace = plain("budget_pace_seconds", "Time between two partial sends at which the month's budget lasts until its end (0 when not limited).")
 	m.budgetNextSend = plain("budget_next_send_timestamp_seconds", "Unix time from which the daemon sends its next partial batch (0 when not limited).")

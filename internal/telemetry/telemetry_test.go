@@ -133,7 +133,7 @@ func TestBatchAndPassCounters(t *testing.T) {
 		{"prismsync_jobs_total", []string{"sync", "people", "outcome", "error"}, 1},
 		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "async"}, 1},
 		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "sync"}, 2},
-		{"prismsync_job_polls", []string{"sync", "people"}, 3},
+		{"prismsync_job_poll_requests", []string{"sync", "people"}, 3},
 		{"prismsync_inflight_batches", []string{"sync", "people"}, 2},
 		{"prismsync_passes_total", []string{"sync", "people", "result", "ok"}, 1},
 		{"prismsync_passes_total", []string{"sync", "people", "result", "failed"}, 1},
@@ -149,12 +149,12 @@ func TestBatchAndPassCounters(t *testing.T) {
 	// The polls histogram recorded 3 polls in one observation.
 	fams, _ := m.Registry().Gather()
 	for _, f := range fams {
-		if f.GetName() != "prismsync_job_polls" {
+		if f.GetName() != "prismsync_job_poll_requests" {
 			continue
 		}
 		for _, mt := range f.GetMetric() {
 			if mt.GetLabel()[0].GetValue() == "people" && mt.GetHistogram().GetSampleSum() != 3 {
-				t.Errorf("job_polls sum = %v, want 3", mt.GetHistogram().GetSampleSum())
+				t.Errorf("job_poll_requests sum = %v, want 3", mt.GetHistogram().GetSampleSum())
 			}
 		}
 	}
@@ -199,8 +199,8 @@ func TestBudgetGauges(t *testing.T) {
 	next := time.Date(2026, 12, 11, 3, 40, 0, 500_000_000, time.UTC)
 	m.SetBudget(Budget{Used: 412, Limit: 1000, Reserve: 50, Pace: 81 * time.Minute, NextSend: next, Projected: 950})
 	for name, want := range map[string]float64{
-		"prismsync_api_requests_month":                 412,
-		"prismsync_api_requests_month_limit":           1000,
+		"prismsync_budget_used_requests":                 412,
+		"prismsync_budget_limit_requests":           1000,
 		"prismsync_budget_reserve_requests":            50,
 		"prismsync_budget_pace_seconds":                81 * 60,
 		"prismsync_budget_next_send_timestamp_seconds": float64(next.UnixMilli()) / 1000,
@@ -383,7 +383,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	for _, want := range []string{
 		`prismsync_rows_sent_total{sync="people"} 7`,
 		`prismsync_api_requests_total{code="200",op="import",sync="people"} 1`,
-		`prismsync_api_requests_month 1`,
+		`prismsync_budget_used_requests 1`,
 		`prismsync_checkpoint_age_seconds{sync="people"} `,
 		`go_goroutines`,
 	} {
