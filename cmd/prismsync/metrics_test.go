@@ -3,7 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"regexp"
+	"runtime"
+	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sethvargo/go-envconfig"
@@ -70,5 +74,120 @@ func TestRequestsLabelledBySyncAndOp(t *testing.T) {
 	st := fake.Stats()
 	if byOp["import"] != float64(st.Imports) || byOp["poll"] != float64(st.Polls) || st.Polls == 0 {
 		t.Errorf("requests by op = %v; the fake saw %d imports and %d polls", byOp, st.Imports, st.Polls)
+	}
+}
+
+// value returns the value of the one series of name whose labels include
+// want, failing the test unless exactly one matches.
+func value(t *testing.T, a *app, name string, want ...string) float64 {
+	t.Helper()
+	var found []labelled
+next:
+	for _, s := range series(t, a, name) {
+		for i := 0; i+1 < len(want); i += 2 {
+			if s.labels[want[i]] != want[i+1] {
+				continue next
+			}
+		}
+		found = append(found, s)
+	}
+	if len(found) != 1 {
+		t.Fatalf("%s%v: %d series match, want 1", name, want, len(found))
+	}
+	return found[0].value
+}
+
+// The metric set right after start, before any pass: every per-sync
+// series is there at 0, so rate() and absent() alerts hold after a
+// restart, and the build is named.
+func TestMetricsRightAfterStart(t *testing.T) {
+	env, _ := onceEnv(t, "right-key")
+	env["HTTP_ADDR"] = "127.0.0.1:0"
+	a, err := newApp(context.Background(), envconfig.MapLookuper(env), &bytes.Buffer{})
+	mustT(t, err)
+	defer a.close()
+	o, err := startOps(context.Background(), a, opsOptions{endpoint: true, env: noEnv})
+	mustT(t, err)
+	defer o.stop()
+	_, body := httpGet(t, "http://"+o.addr+"/metrics")
+
+	for _, name := range []string{
+		"prismsync_rows_read_total", "prismsync_rows_sent_total", "prismsync_rows_created_total", "prismsync_rows_updated_total",
+		"prismsync_rows_skipped_unchanged_total", "prismsync_rows_matched_existing_total", "prismsync_rows_invalid_total",
+		"prismsync_rows_rejected_total", "prismsync_batches_total", "prismsync_jobs_total", "prismsync_passes_total",
+		"prismsync_job_duration_seconds_count", "prismsync_job_poll_requests_count", "prismsync_pass_duration_seconds_count",
+		"prismsync_api_requests_total", "prismsync_api_retries_total", "prismsync_api_request_duration_seconds_count",
+		"prismsync_inflight_batches", "prismsync_consecutive_failed_passes", "prismsync_last_success_timestamp_seconds",
+		"prismsync_last_pass_timestamp_seconds", "prismsync_commit_horizon_lag_seconds", "prismsync_schedule_interval_seconds",
+		"prismsync_rejected_rows", "prismsync_deferred_rows",
+	} {
+		re := regexp.MustCompile(`(?m)^` + name + `\{[^}]*sync="items"[^}]*\} 0$`)
+		if !re.MatchString(body) {
+			t.Errorf("/metrics right after start has no %s{sync=\"items\"} at 0", name)
+		}
+	}
+	for _, want := range []string{
+		`prismsync_passes_total{result="failed",sync="items"} 0`,
+		`prismsync_api_requests_total{code="202",op="import",sync="items"} 0`,
+		`prismsync_api_retries_total{op="poll",sync="items"} 0`,
+		`prismsync_build_info{commit="` + commit() + `",go_version="` + runtime.Version() + `",version="` + version() + `"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics right after start lacks %s", want)
+		}
+	}
+}
+
+// Two replicas on one store report the same sync state, whichever ran the
+// pass; the one that ran it does so right after the pass, without waiting
+// for the periodic refresh.
+func TestReplicasReportTheSameState(t *testing.T) {
+	ctx := context.Background()
+	env, _ := onceEnv(t, "right-key")
+	apps := make([]*app, 2)
+	for i := range apps {
+		a, err := newApp(ctx, envconfig.MapLookuper(env), &bytes.Buffer{})
+		mustT(t, err)
+		defer a.close()
+		o, err := startOps(ctx, a, opsOptions{env: noEnv})
+		mustT(t, err)
+		defer o.stop()
+		apps[i] = a
+	}
+	leader, standby := apps[0], apps[1]
+	if _, _, err := leader.runPass(ctx, leader.syncer(leader.syncs[0])); err != nil {
+		t.Fatal(err)
+	}
+	const cursor = "prismsync_checkpoint_cursor_timestamp_seconds"
+	wantCursor := float64(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).AddDate(0, 0, 250).Unix())
+	eventually(t, "the checkpoint in the leader's metrics", func() bool {
+		s := series(t, leader, cursor)
+		return len(s) == 1 && s[0].value == wantCursor
+	})
+	eventually(t, "the run record", func() bool {
+		r, ok, err := leader.store.LastRun(ctx, "items")
+		return err == nil && ok && r.OK
+	})
+	for _, a := range apps {
+		refreshSyncs(ctx, a)
+		refreshBudget(ctx, a)
+	}
+	for _, name := range []string{cursor, "prismsync_last_pass_timestamp_seconds", "prismsync_last_success_timestamp_seconds",
+		"prismsync_rejected_rows", "prismsync_deferred_rows", "prismsync_budget_used_requests"} {
+		var labels []string
+		if name != "prismsync_budget_used_requests" {
+			labels = []string{"sync", "items"}
+		}
+		l, s := value(t, leader, name, labels...), value(t, standby, name, labels...)
+		if l != s {
+			t.Errorf("%s: leader %v, standby %v", name, l, s)
+		}
+		if l == 0 && (name == cursor || strings.HasPrefix(name, "prismsync_last_") || name == "prismsync_budget_used_requests") {
+			t.Errorf("%s = 0 after a successful pass", name)
+		}
+	}
+	// The standby ran nothing itself.
+	if got := value(t, standby, "prismsync_passes_total", "sync", "items", "result", "ok"); got != 0 {
+		t.Errorf("standby counted %v passes", got)
 	}
 }
