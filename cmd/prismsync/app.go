@@ -135,7 +135,9 @@ func (a *app) fingerprints() connector.Fingerprints {
 
 // runPass runs one pass of sy under its lease, so that two replicas never
 // run the same sync at once. held is false when another process holds the
-// lease (then nothing was done).
+// lease (then nothing was done). A lease that cannot be taken (the
+// database is down) is a failed pass like any other: the observer counts
+// it under the sync's name.
 func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.Summary, held bool, err error) {
 	if sy.Interval > 0 {
 		a.metrics.SetSchedule(sy.Sync.Name, sy.Interval)
@@ -144,9 +146,15 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 	if sy.StateName != "" {
 		name = sy.StateName
 	}
+	start := time.Now()
 	release, ok, err := a.store.TryLock(ctx, name)
 	if err != nil {
-		return sum, false, fmt.Errorf("sync %s: take lease: %w", name, err)
+		sum = connector.Summary{Sync: sy.Sync.Name, Duration: time.Since(start)}
+		err = fmt.Errorf("sync %s: take lease: %w", name, err)
+		if sy.Observer != nil {
+			sy.Observer.PassFinished(sum, err)
+		}
+		return sum, false, err
 	}
 	if !ok {
 		return sum, false, nil

@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"regexp"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sethvargo/go-envconfig"
 )
@@ -135,6 +137,62 @@ func TestMetricsRightAfterStart(t *testing.T) {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics right after start lacks %s", want)
 		}
+	}
+}
+
+// A pass that cannot take its lease (the database refuses connections) is
+// a failed pass of its sync: counted, named in the log, and it counts
+// towards readiness.
+func TestLeaseFailureCounted(t *testing.T) {
+	ctx := context.Background()
+	env, _ := onceEnv(t, "right-key")
+	var logs bytes.Buffer
+	a, err := newApp(ctx, envconfig.MapLookuper(env), &logs)
+	mustT(t, err)
+	defer a.close()
+	// The lease takes a connection of its own; the pool's stay open. A
+	// database cannot close itself to connections: do it from another.
+	cc := a.pool.Config().ConnConfig.Copy()
+	db := cc.Database
+	cc.Database = "postgres"
+	admin, err := pgx.ConnectConfig(ctx, cc)
+	mustT(t, err)
+	defer admin.Close(ctx)
+	allow := func(on bool) {
+		_, err := admin.Exec(ctx, fmt.Sprintf(`ALTER DATABASE %s ALLOW_CONNECTIONS %t`, pgx.Identifier{db}.Sanitize(), on))
+		mustT(t, err)
+	}
+	allow(false)
+	defer allow(true) // before admin closes
+
+	sy := a.syncer(a.syncs[0])
+	sum, held, err := a.runPass(ctx, sy)
+	if err == nil || held || !strings.Contains(err.Error(), "sync items: take lease") {
+		t.Fatalf("runPass with the database refusing connections = held %v, %v", held, err)
+	}
+	logSummary(a.log, sum, err)
+	if !strings.Contains(logs.String(), `"sync":"items"`) || strings.Contains(logs.String(), `"sync":""`) {
+		t.Errorf("the failed pass is not logged under its sync:\n%s", logs.String())
+	}
+	if got := value(t, a, "prismsync_passes_total", "sync", "items", "result", "failed"); got != 1 {
+		t.Errorf("failed passes = %v, want 1", got)
+	}
+	if got := value(t, a, "prismsync_consecutive_failed_passes", "sync", "items"); got != 1 {
+		t.Errorf("consecutive failed passes = %v, want 1", got)
+	}
+	if got := value(t, a, "prismsync_last_pass_timestamp_seconds", "sync", "items"); got == 0 {
+		t.Error("the failed pass did not set the last pass")
+	}
+
+	allow(true)
+	if _, _, err := a.runPass(ctx, sy); err != nil {
+		t.Fatal(err)
+	}
+	if got := value(t, a, "prismsync_passes_total", "sync", "items", "result", "ok"); got != 1 {
+		t.Errorf("ok passes = %v, want 1", got)
+	}
+	if got := value(t, a, "prismsync_consecutive_failed_passes", "sync", "items"); got != 0 {
+		t.Errorf("consecutive failed passes after a success = %v", got)
 	}
 }
 
