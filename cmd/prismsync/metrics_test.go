@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/prismsync/prismsync/checkpoint"
 )
 
 // series returns every series of the metric family name as label sets
@@ -99,16 +101,21 @@ next:
 	return found[0].value
 }
 
-// The metric set right after start, before any pass: every per-sync
+// The metric set right after a restart, before any pass: every per-sync
 // series is there at 0, so rate() and absent() alerts hold after a
-// restart, and the build is named.
+// restart; what the store keeps (the checkpoint, rejects) is there from the
+// first scrape; and the build is named.
 func TestMetricsRightAfterStart(t *testing.T) {
+	ctx := context.Background()
 	env, _ := onceEnv(t, "right-key")
 	env["HTTP_ADDR"] = "127.0.0.1:0"
-	a, err := newApp(context.Background(), envconfig.MapLookuper(env), &bytes.Buffer{})
+	a, err := newApp(ctx, envconfig.MapLookuper(env), &bytes.Buffer{})
 	mustT(t, err)
 	defer a.close()
-	o, err := startOps(context.Background(), a, opsOptions{endpoint: true, env: noEnv})
+	// What an earlier run left in the store.
+	mustT(t, a.store.Commit(ctx, "items", "", checkpoint.Position{Cursor: "2026-01-05", Key: []string{"4"}}, "fp",
+		[]checkpoint.Reject{{RowKey: []string{"3"}, Code: "invalid", Message: "bad"}}, nil))
+	o, err := startOps(ctx, a, opsOptions{endpoint: true, env: noEnv})
 	mustT(t, err)
 	defer o.stop()
 	_, body := httpGet(t, "http://"+o.addr+"/metrics")
@@ -121,7 +128,7 @@ func TestMetricsRightAfterStart(t *testing.T) {
 		"prismsync_api_requests_total", "prismsync_api_retries_total", "prismsync_api_request_duration_seconds_count",
 		"prismsync_inflight_batches", "prismsync_consecutive_failed_passes", "prismsync_last_success_timestamp_seconds",
 		"prismsync_last_pass_timestamp_seconds", "prismsync_commit_horizon_lag_seconds", "prismsync_schedule_interval_seconds",
-		"prismsync_rejected_rows", "prismsync_deferred_rows",
+		"prismsync_deferred_rows",
 	} {
 		re := regexp.MustCompile(`(?m)^` + name + `\{[^}]*sync="items"[^}]*\} 0$`)
 		if !re.MatchString(body) {
@@ -132,6 +139,8 @@ func TestMetricsRightAfterStart(t *testing.T) {
 		`prismsync_passes_total{result="failed",sync="items"} 0`,
 		`prismsync_api_requests_total{code="202",op="import",sync="items"} 0`,
 		`prismsync_api_retries_total{op="poll",sync="items"} 0`,
+		`prismsync_rejected_rows{sync="items"} 1`,
+		`prismsync_checkpoint_cursor_timestamp_seconds{sync="items"} 1.7675712e+09`,
 		`prismsync_build_info{commit="` + commit() + `",go_version="` + runtime.Version() + `",version="` + version() + `"} 1`,
 	} {
 		if !strings.Contains(body, want) {

@@ -65,6 +65,10 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	var wg sync.WaitGroup
 	o := &ops{}
 
+	// The store-fed gauges are read once before the endpoint serves, so the
+	// first scrape shows the store's values rather than zeros.
+	refreshBudget(ctx, a)
+	refreshSyncs(ctx, a)
 	if ln != nil {
 		o.addr = ln.Addr().String()
 		h := a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
@@ -143,25 +147,22 @@ func (a *app) ready(daemon, ctx context.Context) error {
 // storeRefresh and right after each pass of this process, and stores the
 // request counts an outage of the store held back.
 func refreshFromStore(ctx context.Context, a *app) {
-	if a.store == nil {
-		return
-	}
 	t := time.NewTicker(storeRefresh)
 	defer t.Stop()
 	for {
-		refreshBudget(ctx, a)
-		refreshSyncs(ctx, a)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-a.observer.passed:
 		}
+		refreshBudget(ctx, a)
+		refreshSyncs(ctx, a)
 	}
 }
 
 func refreshBudget(ctx context.Context, a *app) {
-	if a.budget == nil {
+	if a.store == nil || a.budget == nil {
 		return
 	}
 	qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
@@ -182,6 +183,9 @@ func refreshBudget(ctx context.Context, a *app) {
 // last success is known from the store while that pass succeeded; the
 // gauge keeps the latest success seen.
 func refreshSyncs(ctx context.Context, a *app) {
+	if a.store == nil {
+		return
+	}
 	qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
 	defer cancel()
 	overviews, err := a.store.Overviews(qctx)
