@@ -35,17 +35,19 @@ type ruleFile struct {
 	} `yaml:"groups"`
 }
 
-func readRules(t *testing.T) ruleFile {
+// decode reads path into a T with unmarshal (yaml.Unmarshal,
+// json.Unmarshal), failing the test on any error.
+func decode[T any](t *testing.T, path string, unmarshal func([]byte, any) error) T {
 	t.Helper()
-	b, err := os.ReadFile(rulesFile)
+	var v T
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var rf ruleFile
-	if err := yaml.Unmarshal(b, &rf); err != nil {
-		t.Fatalf("%s: %v", rulesFile, err)
+	if err := unmarshal(b, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
 	}
-	return rf
+	return v
 }
 
 // dashboard is the part of a Grafana dashboard the tests read.
@@ -61,19 +63,6 @@ type panel struct {
 	Targets []struct {
 		Expr string `json:"expr"`
 	} `json:"targets"`
-}
-
-func readDashboard(t *testing.T) dashboard {
-	t.Helper()
-	b, err := os.ReadFile(dashboardFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var d dashboard
-	if err := json.Unmarshal(b, &d); err != nil {
-		t.Fatalf("%s: %v", dashboardFile, err)
-	}
-	return d
 }
 
 // families is every metric family a running daemon exports once its syncs
@@ -120,7 +109,7 @@ func checkNames(t *testing.T, where, expr string, fams map[string]dto.MetricType
 // aggregates per sync across replicas, and carries what the person paged
 // needs: a summary, a description and a runbook line.
 func TestAlertRules(t *testing.T) {
-	rf := readRules(t)
+	rf := decode[ruleFile](t, rulesFile, yaml.Unmarshal)
 	fams := families(t)
 	var alerts []string
 	for _, g := range rf.Groups {
@@ -164,7 +153,7 @@ func TestAlertRules(t *testing.T) {
 // The dashboard is valid JSON, every panel but a row queries something,
 // and every query names only metrics that exist.
 func TestDashboard(t *testing.T) {
-	d := readDashboard(t)
+	d := decode[dashboard](t, dashboardFile, json.Unmarshal)
 	if d.Title == "" || d.UID == "" || len(d.Panels) == 0 {
 		t.Fatalf("%s: title %q, uid %q, %d panels", dashboardFile, d.Title, d.UID, len(d.Panels))
 	}
@@ -198,7 +187,7 @@ func TestDashboardQueriesParse(t *testing.T) {
 	}
 	vars := strings.NewReplacer("$__rate_interval", "5m", "$__range", "1d", "$sync", "people")
 	var rules []map[string]string
-	for _, p := range readDashboard(t).Panels {
+	for _, p := range decode[dashboard](t, dashboardFile, json.Unmarshal).Panels {
 		for i, tg := range p.Targets {
 			rules = append(rules, map[string]string{"record": fmt.Sprintf("dashboard:panel_%d:%d", len(rules), i), "expr": vars.Replace(tg.Expr)})
 		}
