@@ -102,6 +102,11 @@ type Store interface {
 	CountRejects(ctx context.Context, sync string) (int, error)
 	// Syncs lists the syncs that have a position or a commit history, sorted.
 	Syncs(ctx context.Context) ([]string, error)
+	// Overviews returns, sorted by name, the state at a glance of every
+	// sync (state name) the store holds anything of, read in one snapshot
+	// with a few statements whatever the number of syncs: what every
+	// replica's metrics show.
+	Overviews(ctx context.Context) ([]Overview, error)
 	// Forget deletes everything stored about sync: position, history,
 	// journal, rejects, change fingerprints and its last run. It is the
 	// deliberate way to start a sync over.
@@ -141,6 +146,17 @@ type Store interface {
 	TryLock(ctx context.Context, sync string) (release func(), ok bool, err error)
 
 	Close() error
+}
+
+// Overview is one sync's state at a glance (see Store.Overviews).
+type Overview struct {
+	Sync      string
+	Position  Position  // zero before the first commit
+	Committed time.Time // time of the last commit; zero if none
+	InFlight  int       // journaled batches, sent or about to be, not yet committed
+	Rejects   int       // rows recorded as rejects
+	LastRun   Run       // the last recorded pass, if HasRun
+	HasRun    bool
 }
 
 // Run records one pass of a sync, for "prismsync status".

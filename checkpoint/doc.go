@@ -22,7 +22,8 @@
 //
 // Files: checkpoint.go (the types, Store, errors and state names), open.go
 // (Open, OpenReadOnly), conventions.go (what both stores check and
-// normalise alike), fingerprints.go and compress.go (shared by both);
+// normalise alike), fingerprints.go and compress.go (shared by both),
+// overview.go (Overviews of both stores: every sync at a glance);
 // postgres.go (PGStore: open and the core methods), postgres_schema.go
 // (migrations), postgres_ops.go (runs, request counts, leases),
 // postgres_fingerprints.go; file.go, file_format.go (the JSON document),

@@ -39,7 +39,7 @@ func (s *FileStore) LastRun(ctx context.Context, sync string) (Run, bool, error)
 	if !ok {
 		return Run{}, false, nil
 	}
-	return Run{Started: r.Started.UTC(), Finished: r.Finished.UTC(), OK: r.OK, Error: r.Error, Rows: r.Rows, Sent: r.Sent}, true, nil
+	return r.run(), true, nil
 }
 
 // AddRequests implements Store.

@@ -618,6 +618,50 @@ func testStore(t *testing.T, h harness) {
 		}
 	})
 
+	// Overviews reads every sync's state at once: what the metrics of every
+	// replica show.
+	t.Run("Overviews", func(t *testing.T) {
+		c := newClock()
+		s := h.openStore(t, h.newLoc(t), c)
+		if o, err := s.Overviews(ctx); err != nil || len(o) != 0 {
+			t.Fatalf("fresh Overviews = %+v, %v", o, err)
+		}
+		committed := stamp(c.Now())
+		must(t, s.Commit(ctx, "orgs", "k0", pos("2026-03-04 05:00:00+00", "1"), "fp",
+			[]Reject{{RowKey: []string{"3"}, Code: "c"}, {RowKey: []string{"4"}, Code: "c"}}, nil))
+		must(t, s.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
+		ran := Run{Started: committed.Add(-time.Minute), Finished: committed, OK: true, Rows: 5, Sent: 4}
+		must(t, s.RecordRun(ctx, "orgs", ran))
+		failed := Run{Started: committed, Finished: committed.Add(time.Second), Error: "sync contacts: boom"}
+		must(t, s.RecordRun(ctx, "contacts", failed))
+		c.Advance(time.Hour)
+		must(t, s.Commit(ctx, "people~backfill", "b", pos("9", "2"), "fp", []Reject{{RowKey: []string{"5"}, Code: "c"}}, nil))
+		got, err := s.Overviews(ctx)
+		must(t, err)
+		want := []Overview{
+			{Sync: "contacts", LastRun: failed, HasRun: true},
+			{Sync: "orgs", Position: pos("2026-03-04 05:00:00+00", "1"), Committed: committed, InFlight: 1, Rejects: 2, LastRun: ran, HasRun: true},
+			{Sync: "people", Rejects: 1}, // a backfill's rejects belong to its sync
+			{Sync: "people~backfill", Position: pos("9", "2"), Committed: committed.Add(time.Hour)},
+		}
+		if len(got) != len(want) {
+			t.Fatalf("Overviews = %+v, want %+v", got, want)
+		}
+		for i := range want {
+			g, w := got[i], want[i]
+			if g.Sync != w.Sync || !g.Position.Equal(w.Position) || !g.Committed.Equal(w.Committed) || g.InFlight != w.InFlight ||
+				g.Rejects != w.Rejects || g.HasRun != w.HasRun || g.LastRun != w.LastRun {
+				t.Errorf("Overviews[%d] = %+v, want %+v", i, g, w)
+			}
+		}
+		must(t, s.Forget(ctx, "orgs"))
+		got, err = s.Overviews(ctx)
+		must(t, err)
+		if len(got) != 3 || got[1].Sync != "people" {
+			t.Errorf("Overviews after Forget(orgs) = %+v", got)
+		}
+	})
+
 	t.Run("UnsupportedVersion", func(t *testing.T) {
 		loc := h.newLoc(t)
 		s, err := h.open(t, loc)
@@ -958,6 +1002,9 @@ func testReadOnly(t *testing.T, h harness) {
 		must(t, err)
 		if len(turns) != 1 || turns[0].LastCost != 2 {
 			t.Errorf("%s sees turns %+v", who, turns)
+		}
+		if o, err := s.Overviews(ctx); err != nil || len(o) != 1 || o[0].InFlight != 1 || o[0].Rejects != 1 || !o[0].HasRun {
+			t.Errorf("%s sees overviews %+v, %v", who, o, err)
 		}
 		if !st.Position.Equal(pos("7")) || len(p) != 1 || !ok || run.Rows != 3 || n != 9 || c != 1 ||
 			len(fps) != 1 || !bytes.Equal(fps[0], []byte{1, 2}) || !slices.Equal(syncs, []string{"orgs"}) {

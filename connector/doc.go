@@ -31,5 +31,5 @@
 //	deliver.go    submit, await: budget, send, poll, settle, new attempts
 //	commit.go     advance: checkpoint, rejects, fingerprints, reject share
 //	preview.go    what a pass would send, sending nothing
-//	observer.go   what the engine reports, for metrics
+//	observer.go   what the engine reports, for metrics; WithSyncName
 package connector

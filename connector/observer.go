@@ -1,6 +1,9 @@
 package connector
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Observer is told what the engine does, for metrics and status. Methods
 // are called from the sync's goroutines and must be safe for concurrent use
@@ -39,3 +42,19 @@ func (nopObserver) BatchDone(string, BatchReport) {}
 func (nopObserver) InFlight(string, int)          {}
 
 var _ Observer = nopObserver{}
+
+type syncNameKey struct{}
+
+// WithSyncName returns a context that names the sync its work is for. Every
+// pass and retry puts its sync's name in the context its API calls get, so
+// a hook that sees only the request's context (the API client's OnRequest,
+// feeding the request metrics) can tell which sync spends the budget.
+func WithSyncName(ctx context.Context, name string) context.Context {
+	return context.WithValue(ctx, syncNameKey{}, name)
+}
+
+// SyncName returns the sync name WithSyncName put in ctx, or "".
+func SyncName(ctx context.Context) string {
+	name, _ := ctx.Value(syncNameKey{}).(string)
+	return name
+}

@@ -98,7 +98,7 @@ type Syncer struct {
 func (s *Syncer) Once(ctx context.Context) (Summary, error) {
 	start := time.Now()
 	sum := Summary{Sync: s.Sync.Name}
-	err := s.once(ctx, &sum)
+	err := s.once(WithSyncName(ctx, s.Sync.Name), &sum)
 	sum.Duration = time.Since(start)
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", s.Sync.Name, err)
@@ -156,7 +156,7 @@ func (s *Syncer) Retry(ctx context.Context, keys [][]string) (Summary, error) {
 	}
 	start := time.Now()
 	sum := Summary{Sync: s.Sync.Name}
-	err := s.retry(ctx, keys, &sum)
+	err := s.retry(WithSyncName(ctx, s.Sync.Name), keys, &sum)
 	sum.Duration = time.Since(start)
 	if err != nil {
 		err = fmt.Errorf("sync %s: retry rejects: %w", s.Sync.Name, err)

@@ -43,7 +43,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		return nil, err
 	}
 	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat)}
-	a.metrics = telemetry.New(telemetry.Options{})
+	a.metrics = telemetry.New(telemetry.Options{Version: version(), Commit: commit()})
 	a.observer = newOpsObserver(a.metrics)
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
@@ -53,6 +53,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		if s.Schedule == "" {
 			s.Schedule = cfg.Schedule
 		}
+		a.metrics.AddSyncs(s.Name) // every per-sync series exists from the start
 	}
 	a.syncs = mf.Syncs
 	if a.pool, err = openPool(ctx, cfg.DatabaseURL); err != nil {
@@ -134,15 +135,26 @@ func (a *app) fingerprints() connector.Fingerprints {
 
 // runPass runs one pass of sy under its lease, so that two replicas never
 // run the same sync at once. held is false when another process holds the
-// lease (then nothing was done).
+// lease (then nothing was done). A lease that cannot be taken (the
+// database is down) is a failed pass like any other: the observer counts
+// it under the sync's name.
 func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.Summary, held bool, err error) {
+	if sy.Interval > 0 {
+		a.metrics.SetSchedule(sy.Sync.Name, sy.Interval)
+	}
 	name := sy.Sync.Name
 	if sy.StateName != "" {
 		name = sy.StateName
 	}
+	start := time.Now()
 	release, ok, err := a.store.TryLock(ctx, name)
 	if err != nil {
-		return sum, false, fmt.Errorf("sync %s: take lease: %w", name, err)
+		sum = connector.Summary{Sync: sy.Sync.Name, Duration: time.Since(start)}
+		err = fmt.Errorf("sync %s: take lease: %w", name, err)
+		if sy.Observer != nil {
+			sy.Observer.PassFinished(sum, err)
+		}
+		return sum, false, err
 	}
 	if !ok {
 		return sum, false, nil
@@ -247,19 +259,22 @@ func version() string {
 	return "dev"
 }
 
-func versionString() string {
-	commit := buildCommit
-	if commit == "" {
-		if bi, ok := debug.ReadBuildInfo(); ok {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" {
-					commit = s.Value
-				}
+// commit is the linker-stamped commit, else the one go build recorded,
+// else "unknown".
+func commit() string {
+	if buildCommit != "" {
+		return buildCommit
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				return s.Value
 			}
 		}
 	}
-	if commit == "" {
-		commit = "unknown"
-	}
-	return fmt.Sprintf("prismsync %s (commit %s)", version(), commit)
+	return "unknown"
+}
+
+func versionString() string {
+	return fmt.Sprintf("prismsync %s (commit %s)", version(), commit())
 }

@@ -17,10 +17,13 @@ import (
 type opsObserver struct {
 	*telemetry.Metrics
 	runs chan runRecord
+	// passed is signalled after every pass, so the store-fed gauges are
+	// read again at once (refreshFromStore in ops.go).
+	passed chan struct{}
 }
 
 func newOpsObserver(m *telemetry.Metrics) *opsObserver {
-	return &opsObserver{Metrics: m, runs: make(chan runRecord, 256)}
+	return &opsObserver{Metrics: m, runs: make(chan runRecord, 256), passed: make(chan struct{}, 1)}
 }
 
 type runRecord struct {
@@ -44,5 +47,9 @@ func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
 	default:
 		// The store is slow or down; the next pass records again. Never
 		// block the engine for status bookkeeping.
+	}
+	select {
+	case o.passed <- struct{}{}:
+	default: // a refresh is already due
 	}
 }

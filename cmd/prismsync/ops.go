@@ -13,15 +13,15 @@ import (
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
 
-// Intervals of the ops goroutines. The request count is re-read from the
-// store because other replicas add to it too.
+// Intervals of the ops goroutines. The request count and the syncs' state
+// are re-read from the store because other replicas change them too.
 const (
-	budgetRefresh  = 30 * time.Second
+	storeRefresh   = 30 * time.Second
 	storeOpTimeout = 10 * time.Second
 )
 
 // opsOptions says what startOps starts besides the run-record writer and
-// the request-count refresh.
+// the refresh of the store-fed gauges.
 type opsOptions struct {
 	// endpoint serves /healthz, /readyz and /metrics on HTTP_ADDR (empty
 	// disables it). A one-shot run serves none.
@@ -65,6 +65,10 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	var wg sync.WaitGroup
 	o := &ops{}
 
+	// The store-fed gauges are read once before the endpoint serves, so the
+	// first scrape shows the store's values rather than zeros.
+	refreshBudget(ctx, a)
+	refreshSyncs(ctx, a)
 	if ln != nil {
 		o.addr = ln.Addr().String()
 		h := a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
@@ -77,7 +81,7 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	}
 
 	wg.Go(func() { recordRuns(opsCtx, a) })
-	wg.Go(func() { refreshBudget(opsCtx, a, a.metrics) })
+	wg.Go(func() { refreshFromStore(opsCtx, a) })
 
 	n := sdnotify.FromEnv(opt.env)
 	if n.Enabled() {
@@ -137,31 +141,72 @@ func (a *app) ready(daemon, ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// refreshBudget keeps the budget gauges at the store's count and plan,
-// which every replica shares, and stores the counts an outage of the store
-// held back.
-func refreshBudget(ctx context.Context, a *app, m *telemetry.Metrics) {
-	if a.store == nil || a.budget == nil {
-		return
-	}
-	t := time.NewTicker(budgetRefresh)
+// refreshFromStore keeps the gauges that describe shared state at the
+// store's values, which every replica reads alike: the request budget and
+// each sync's checkpoint, last pass and rejects. It reads them every
+// storeRefresh and right after each pass of this process, and stores the
+// request counts an outage of the store held back.
+func refreshFromStore(ctx context.Context, a *app) {
+	t := time.NewTicker(storeRefresh)
 	defer t.Stop()
 	for {
-		qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
-		a.budget.Flush(qctx)
-		s, err := a.budget.Snapshot(qctx)
-		cancel()
-		if err == nil {
-			m.SetBudget(telemetry.Budget{Used: s.Used, Limit: s.Limit, Reserve: s.Reserve, Pace: s.Pace, NextSend: s.NextSend, Projected: s.Projected})
-		} else if ctx.Err() == nil {
-			a.log.Debug("reading the request budget failed", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-a.observer.passed:
 		}
+		refreshBudget(ctx, a)
+		refreshSyncs(ctx, a)
 	}
+}
+
+func refreshBudget(ctx context.Context, a *app) {
+	if a.store == nil || a.budget == nil {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+	defer cancel()
+	a.budget.Flush(qctx)
+	s, err := a.budget.Snapshot(qctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Debug("reading the request budget failed", "err", err)
+		}
+		return
+	}
+	a.metrics.SetBudget(telemetry.Budget{Used: s.Used, Limit: s.Limit, Reserve: s.Reserve, Pace: s.Pace, NextSend: s.NextSend, Projected: s.Projected})
+}
+
+// refreshSyncs sets each sync's checkpoint, last pass, last success and
+// rejects from one read of the store. Only the last pass is stored, so the
+// last success is known from the store while that pass succeeded; the
+// gauge keeps the latest success seen.
+func refreshSyncs(ctx context.Context, a *app) {
+	if a.store == nil {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+	defer cancel()
+	overviews, err := a.store.Overviews(qctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Debug("reading the syncs' state failed", "err", err)
+		}
+		return
+	}
+	states := make([]telemetry.SyncState, 0, len(overviews))
+	for _, o := range overviews {
+		st := telemetry.SyncState{Sync: o.Sync, Cursor: o.Position.Cursor, Rejects: o.Rejects}
+		if o.HasRun {
+			st.LastPass = o.LastRun.Finished
+			if o.LastRun.OK {
+				st.LastSuccess = o.LastRun.Finished
+			}
+		}
+		states = append(states, st)
+	}
+	a.metrics.SetSyncStates(states)
 }
 
 // recordRuns writes the passes the app's observer queued until ctx ends,

@@ -138,18 +138,18 @@ func TestOpsLifecycle(t *testing.T) {
 	var obs connector.Observer = a.observer
 	eventually(t, "the budget in /metrics", func() bool {
 		_, body := httpGet(t, base+"/metrics")
-		return strings.Contains(body, "prismsync_api_requests_month 7") &&
-			strings.Contains(body, "prismsync_api_requests_month_limit 1000") &&
+		return strings.Contains(body, "prismsync_budget_used_requests 7") &&
+			strings.Contains(body, "prismsync_budget_limit_requests 1000") &&
 			strings.Contains(body, "prismsync_budget_reserve_requests 50")
 	})
 	done, err := a.budget.Meter(ctx)
 	mustT(t, err)
 	done(1)
-	a.metrics.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Sent: 1})
+	a.metrics.ObserveRequest(connector.WithSyncName(ctx, "people"), prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Sent: 1})
 	if n, _ := store.Requests(ctx, month); n != 8 {
 		t.Errorf("store counts %d requests after one more, want 8", n)
 	}
-	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `prismsync_api_requests_total{code="202",op="import"} 1`) {
+	if _, body := httpGet(t, base+"/metrics"); !strings.Contains(body, `prismsync_api_requests_total{code="202",op="import",sync="people"} 1`) {
 		t.Errorf("request not in /metrics:\n%s", body)
 	}
 

@@ -93,9 +93,11 @@ type Config struct {
 	Now func() time.Time
 
 	Logger *slog.Logger // default discards
-	// OnRequest is called after every HTTP attempt (for metrics). It must
-	// be safe for concurrent use.
-	OnRequest func(RequestInfo)
+	// OnRequest is called after every HTTP attempt (for metrics) with the
+	// context the request was made with, so a caller can find in it what it
+	// put there (the sync a request is for). It must be safe for
+	// concurrent use.
+	OnRequest func(ctx context.Context, info RequestInfo)
 	// Meter, when set, is asked before every HTTP attempt (the monthly
 	// request budget): an error stops the request before it is made and
 	// ends the call with that error, never retried. The returned done is

@@ -16,7 +16,7 @@ func TestImportSync(t *testing.T) {
 	s := newServer(t, reply(200, syncOK, "x-request-id", "req-1"))
 	var infos []RequestInfo
 	c, clk, _ := newTestClient(t, s, func(cfg *Config) {
-		cfg.OnRequest = func(i RequestInfo) { infos = append(infos, i) }
+		cfg.OnRequest = func(_ context.Context, i RequestInfo) { infos = append(infos, i) }
 	})
 	body := testBody()
 	job, err := c.Import(context.Background(), "organization", "key-1", body)
@@ -81,7 +81,7 @@ func TestImportAsyncWait(t *testing.T) {
 		cfg.FirstPoll = time.Second
 		cfg.MaxPollInterval = 5 * time.Second
 		cfg.BackoffBase = 100 * time.Millisecond
-		cfg.OnRequest = func(i RequestInfo) { infos = append(infos, i) }
+		cfg.OnRequest = func(_ context.Context, i RequestInfo) { infos = append(infos, i) }
 	})
 	job, err := c.Import(context.Background(), "organization", "key-async", testBody())
 	if err != nil {
@@ -299,7 +299,7 @@ func TestRetries(t *testing.T) {
 			s := newServer(t, tt.first, reply(200, syncOK, "idempotent-replay", "true"))
 			var statuses []int
 			c, clk, logs := newTestClient(t, s, func(cfg *Config) {
-				cfg.OnRequest = func(i RequestInfo) { statuses = append(statuses, i.Status) }
+				cfg.OnRequest = func(_ context.Context, i RequestInfo) { statuses = append(statuses, i.Status) }
 			})
 			body := testBody()
 			job, err := c.Import(context.Background(), "organization", "same-key", body)
@@ -691,5 +691,36 @@ func TestBasePathPrefix(t *testing.T) {
 	}
 	if p := s.requests()[0].Path; p != "/proxy/v2/prism/"+testTeam+"/deal/import" {
 		t.Errorf("path = %s", p)
+	}
+}
+
+// OnRequest gets the context each request was made with, retries and polls
+// included, so a caller can tell requests apart by what it put in it.
+func TestOnRequestGetsTheRequestContext(t *testing.T) {
+	type key struct{}
+	s := newServer(t,
+		reply(503, `{"message":"busy"}`),
+		reply(202, `{"job_id":"job-7","status":"processing","total":2}`),
+		reply(200, `{"job_id":"job-7","status":"complete","total":2,"results":[]}`),
+	)
+	var mu sync.Mutex
+	var seen []string
+	c, _, _ := newTestClient(t, s, func(cfg *Config) {
+		cfg.OnRequest = func(ctx context.Context, i RequestInfo) {
+			mu.Lock()
+			defer mu.Unlock()
+			v, _ := ctx.Value(key{}).(string)
+			seen = append(seen, fmt.Sprintf("%s#%d %s", i.Op, i.Attempt, v))
+		}
+	})
+	job, err := c.Import(context.WithValue(context.Background(), key{}, "people"), "organization", "k", testBody())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(context.WithValue(context.Background(), key{}, "orgs"), job); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(seen, ", "), "import#1 people, import#2 people, poll#1 orgs"; got != want {
+		t.Errorf("OnRequest saw %q, want %q", got, want)
 	}
 }

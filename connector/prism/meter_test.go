@@ -43,7 +43,7 @@ func TestMeterSeesWhatWasSent(t *testing.T) {
 		Meter: func(context.Context) (func(int), error) {
 			return func(n int) { mu.Lock(); sent = append(sent, n); mu.Unlock() }, nil
 		},
-		OnRequest: func(i RequestInfo) { infos = append(infos, i) },
+		OnRequest: func(_ context.Context, i RequestInfo) { infos = append(infos, i) },
 	})
 	if err != nil {
 		t.Fatal(err)

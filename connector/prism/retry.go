@@ -127,7 +127,7 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 		c.log.DebugContext(ctx, "prism: request", "op", op, "method", method, "attempt", n,
 			"status", info.Status, "duration", info.Duration, "request_id", info.RequestID, "err", err)
 		if c.cfg.OnRequest != nil {
-			c.cfg.OnRequest(info)
+			c.cfg.OnRequest(ctx, info)
 		}
 	}
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -16,7 +17,7 @@ type requestCounter struct {
 	total, imports, polls, async, retries, failed atomic.Int64
 }
 
-func (c *requestCounter) observe(ri prism.RequestInfo) {
+func (c *requestCounter) observe(_ context.Context, ri prism.RequestInfo) {
 	c.total.Add(1)
 	switch ri.Op {
 	case "import":

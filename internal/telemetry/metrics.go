@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -34,6 +35,8 @@ type Options struct {
 	// NoProcessMetrics leaves out the Go runtime and process collectors
 	// (tests compare exact output).
 	NoProcessMetrics bool
+	// Version and Commit label prismsync_build_info ("unknown" when empty).
+	Version, Commit string
 }
 
 // Metrics collects prismsync's metrics on its own registry. It implements
@@ -51,7 +54,8 @@ type Metrics struct {
 	requests, retries                            *prometheus.CounterVec
 	requestDuration                              *prometheus.HistogramVec
 	inflight, lastSuccess, lastPass, failures    *prometheus.GaugeVec
-	cursorTime, horizonLag                       *prometheus.GaugeVec
+	cursorTime, horizonLag, schedule             *prometheus.GaugeVec
+	rejects, deferred                            *prometheus.GaugeVec
 	budgetUsed, budgetLimit, budgetReserve       prometheus.Gauge
 	budgetPace, budgetNextSend, budgetProjected  prometheus.Gauge
 
@@ -61,9 +65,13 @@ type Metrics struct {
 
 // syncState is what readiness and the scrape-time gauges need per sync.
 type syncState struct {
+	added       bool // by AddSyncs: SetSyncStates reports it
 	consecutive int
 	lastErr     string
 	cursor      time.Time // zero when the cursor is not a time
+	// The latest pass and successful pass known, from this process's
+	// passes or the store's record of any process's.
+	lastPass, lastSuccess time.Time
 }
 
 var _ connector.Observer = (*Metrics)(nil)
@@ -111,27 +119,32 @@ func New(opts Options) *Metrics {
 	m.passes = counter("passes_total", "Passes by result: ok or failed.", "sync", "result")
 	m.jobDuration = histogram("job_duration_seconds", "Time from the first POST of a batch until its job was final.",
 		prometheus.ExponentialBuckets(0.1, 2, 12), "sync", "mode")
-	m.jobPolls = histogram("job_polls", "Poll requests spent on one batch's job.",
+	m.jobPolls = histogram("job_poll_requests", "Poll requests spent on one batch's job.",
 		[]float64{0, 1, 2, 4, 8, 16, 32, 64, 128}, "sync")
 	m.passDuration = histogram("pass_duration_seconds", "Duration of one pass of a sync.",
 		prometheus.ExponentialBuckets(0.5, 2, 14), "sync")
-	m.requests = counter("api_requests_total", "HTTP attempts to the import API by operation and status code (\"error\" when no response arrived).", "op", "code")
-	m.retries = counter("api_retries_total", "HTTP attempts that were retries of an earlier attempt.", "op")
+	m.requests = counter("api_requests_total", "HTTP attempts to the import API by sync, operation and status code (\"error\" when no response arrived).", "sync", "op", "code")
+	m.retries = counter("api_retries_total", "HTTP attempts that were retries of an earlier attempt.", "sync", "op")
 	m.requestDuration = histogram("api_request_duration_seconds", "Duration of one HTTP attempt to the import API.",
-		prometheus.DefBuckets, "op")
-	m.inflight = gauge("inflight_batches", "Batches sent and not yet committed.", "sync")
-	m.lastSuccess = gauge("last_success_timestamp_seconds", "Unix time at which the last successful pass ended.", "sync")
-	m.lastPass = gauge("last_pass_timestamp_seconds", "Unix time at which the last pass ended, successful or not.", "sync")
-	m.failures = gauge("consecutive_failed_passes", "Passes failed in a row (0 after a success); readiness fails at the threshold.", "sync")
-	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time (only for time-typed cursors).", "sync")
-	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far the commit horizon (and SYNC_LAG) held the last pass back from now (0 for cursors that are not times).", "sync")
+		prometheus.DefBuckets, "sync", "op")
+	m.inflight = gauge("inflight_batches", "Batches this process sent and has not yet committed.", "sync")
+	m.lastSuccess = gauge("last_success_timestamp_seconds", "Unix time at which the last successful pass of the sync ended, by any replica (from the checkpoint store) or this one (0: none known).", "sync")
+	m.lastPass = gauge("last_pass_timestamp_seconds", "Unix time at which the last pass of the sync ended, successful or not, by any replica (from the checkpoint store) or this one (0: none known).", "sync")
+	m.failures = gauge("consecutive_failed_passes", "Passes of this process failed in a row (0 after a success); readiness fails at the threshold.", "sync")
+	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time, from the checkpoint store (only for time-typed cursors, once committed).", "sync")
+	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far the commit horizon (and SYNC_LAG) held this process's last pass back from now (0 for cursors that are not times).", "sync")
+	m.schedule = gauge("schedule_interval_seconds", "Time between two scheduled passes of the sync in this daemon (0 until its first tick; a one-shot run sets none).", "sync")
+	m.rejects = gauge("rejected_rows", "Rows recorded as rejects in the checkpoint store (refused by the mapping or the API, not delivered).", "sync")
+	m.deferred = gauge("deferred_rows", "Rows held back for a later pass, from the checkpoint store (0 until the store keeps deferred rows).", "sync")
+	info := gauge("build_info", "Always 1; its labels say which prismsync build runs.", "version", "commit", "go_version")
+	info.WithLabelValues(orUnknown(opts.Version), orUnknown(opts.Commit), runtime.Version()).Set(1)
 	plain := func(name, help string) prometheus.Gauge {
 		g := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help})
 		m.reg.MustRegister(g)
 		return g
 	}
-	m.budgetUsed = plain("api_requests_month", "API requests counted this calendar month (UTC) by every replica, batches in flight included (their expected polls are reserved).")
-	m.budgetLimit = plain("api_requests_month_limit", "The monthly API request budget (0 = none).")
+	m.budgetUsed = plain("budget_used_requests", "API requests counted this calendar month (UTC) by every replica, batches in flight included (their expected polls are reserved).")
+	m.budgetLimit = plain("budget_limit_requests", "The monthly API request budget (0 = none).")
 	m.budgetReserve = plain("budget_reserve_requests", "Requests of the monthly budget the daemon leaves for retries, polls and explicit runs.")
 	m.budgetPace = plain("budget_pace_seconds", "Time between two partial sends at which the month's budget lasts until its end (0 when not limited).")
 	m.budgetNextSend = plain("budget_next_send_timestamp_seconds", "Unix time from which the daemon sends its next partial batch (0 when not limited).")
@@ -157,7 +170,8 @@ func (m *Metrics) state(sync string) *syncState {
 
 // PassFinished implements connector.Observer. Row counts come from
 // BatchDone, so they move while a long pass runs; a pass only updates the
-// per-pass series, readiness and the checkpoint cursor.
+// per-pass series and readiness. The checkpoint cursor is the store's (see
+// SetSyncStates), so every replica shows the same.
 func (m *Metrics) PassFinished(sum connector.Summary, err error) {
 	now := m.now()
 	result := "ok"
@@ -166,9 +180,10 @@ func (m *Metrics) PassFinished(sum connector.Summary, err error) {
 	}
 	m.passes.WithLabelValues(sum.Sync, result).Inc()
 	m.passDuration.WithLabelValues(sum.Sync).Observe(sum.Duration.Seconds())
-	m.lastPass.WithLabelValues(sum.Sync).Set(unix(now))
+	m.horizonLag.WithLabelValues(sum.Sync).Set(sum.HorizonLag.Seconds())
 
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	st := m.state(sum.Sync)
 	if err != nil {
 		st.consecutive++
@@ -177,24 +192,28 @@ func (m *Metrics) PassFinished(sum connector.Summary, err error) {
 		st.consecutive = 0
 		st.lastErr = ""
 	}
-	n := st.consecutive
-	if !sum.Position.IsZero() {
-		if t, ok := ParseCursorTime(sum.Position.Cursor); ok {
-			st.cursor = t
-		} else {
-			st.cursor = time.Time{}
-		}
-	}
-	cursor := st.cursor
-	m.mu.Unlock()
-
-	m.failures.WithLabelValues(sum.Sync).Set(float64(n))
-	m.horizonLag.WithLabelValues(sum.Sync).Set(sum.HorizonLag.Seconds())
+	m.failures.WithLabelValues(sum.Sync).Set(float64(st.consecutive))
+	var ok time.Time
 	if err == nil {
-		m.lastSuccess.WithLabelValues(sum.Sync).Set(unix(now))
+		ok = now
 	}
-	if !cursor.IsZero() {
-		m.cursorTime.WithLabelValues(sum.Sync).Set(unix(cursor))
+	m.passTimes(sum.Sync, st, now, ok)
+}
+
+// passTimes moves the last pass and last success of sync forward to the
+// given times (zero: not known), under m.mu: this process's passes and the
+// store's record of every process's arrive in any order, and only the
+// latest counts. Times count to the microsecond, as the store keeps them,
+// so the replica that ran a pass shows the same time as the others.
+func (m *Metrics) passTimes(sync string, st *syncState, pass, success time.Time) {
+	pass, success = pass.Truncate(time.Microsecond), success.Truncate(time.Microsecond)
+	if pass.After(st.lastPass) {
+		st.lastPass = pass
+		m.lastPass.WithLabelValues(sync).Set(unix(pass))
+	}
+	if success.After(st.lastSuccess) {
+		st.lastSuccess = success
+		m.lastSuccess.WithLabelValues(sync).Set(unix(success))
 	}
 }
 
@@ -238,7 +257,10 @@ func (m *Metrics) InFlight(sync string, n int) {
 }
 
 // ObserveRequest counts one HTTP attempt; pass it as prism.Config.OnRequest.
-func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
+// The sync is the one the engine named in the request's context
+// (connector.WithSyncName); "" for a request made outside a sync.
+func (m *Metrics) ObserveRequest(ctx context.Context, r prism.RequestInfo) {
+	sync := connector.SyncName(ctx)
 	op := r.Op
 	if op == "" {
 		op = "other"
@@ -247,11 +269,11 @@ func (m *Metrics) ObserveRequest(r prism.RequestInfo) {
 	if r.Status > 0 {
 		code = strconv.Itoa(r.Status)
 	}
-	m.requests.WithLabelValues(op, code).Inc()
+	m.requests.WithLabelValues(sync, op, code).Inc()
 	if r.Attempt > 1 {
-		m.retries.WithLabelValues(op).Inc()
+		m.retries.WithLabelValues(sync, op).Inc()
 	}
-	m.requestDuration.WithLabelValues(op).Observe(r.Duration.Seconds())
+	m.requestDuration.WithLabelValues(sync, op).Observe(r.Duration.Seconds())
 }
 
 // Budget is the request budget as the gauges show it (see budget.Snapshot).
@@ -332,6 +354,13 @@ func ParseCursorTime(s string) (time.Time, bool) {
 }
 
 func unix(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
 
 // scrapeTime exports the values that depend on the time of the scrape:
 // checkpoint age and this month's request count (which resets on the 1st

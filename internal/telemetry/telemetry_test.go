@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -133,7 +134,7 @@ func TestBatchAndPassCounters(t *testing.T) {
 		{"prismsync_jobs_total", []string{"sync", "people", "outcome", "error"}, 1},
 		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "async"}, 1},
 		{"prismsync_job_duration_seconds", []string{"sync", "people", "mode", "sync"}, 2},
-		{"prismsync_job_polls", []string{"sync", "people"}, 3},
+		{"prismsync_job_poll_requests", []string{"sync", "people"}, 3},
 		{"prismsync_inflight_batches", []string{"sync", "people"}, 2},
 		{"prismsync_passes_total", []string{"sync", "people", "result", "ok"}, 1},
 		{"prismsync_passes_total", []string{"sync", "people", "result", "failed"}, 1},
@@ -149,12 +150,12 @@ func TestBatchAndPassCounters(t *testing.T) {
 	// The polls histogram recorded 3 polls in one observation.
 	fams, _ := m.Registry().Gather()
 	for _, f := range fams {
-		if f.GetName() != "prismsync_job_polls" {
+		if f.GetName() != "prismsync_job_poll_requests" {
 			continue
 		}
 		for _, mt := range f.GetMetric() {
 			if mt.GetLabel()[0].GetValue() == "people" && mt.GetHistogram().GetSampleSum() != 3 {
-				t.Errorf("job_polls sum = %v, want 3", mt.GetHistogram().GetSampleSum())
+				t.Errorf("job_poll_requests sum = %v, want 3", mt.GetHistogram().GetSampleSum())
 			}
 		}
 	}
@@ -162,23 +163,30 @@ func TestBatchAndPassCounters(t *testing.T) {
 
 func TestRequests(t *testing.T) {
 	m, _ := newMetrics(t, Options{})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
-	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 0, Err: errors.New("reset"), Attempt: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "poll", Status: 200, Attempt: 2})
+	people := connector.WithSyncName(context.Background(), "people")
+	orgs := connector.WithSyncName(context.Background(), "orgs")
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 202, Attempt: 1, Duration: 50 * time.Millisecond})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 429, Attempt: 1})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "import", Status: 202, Attempt: 2})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "poll", Status: 0, Err: errors.New("reset"), Attempt: 1})
+	m.ObserveRequest(people, prism.RequestInfo{Op: "poll", Status: 200, Attempt: 2})
+	m.ObserveRequest(orgs, prism.RequestInfo{Op: "import", Status: 202, Attempt: 1})
+	m.ObserveRequest(context.Background(), prism.RequestInfo{Op: "poll", Status: 200, Attempt: 1})
 	for _, tc := range []struct {
 		name   string
 		labels []string
 		want   float64
 	}{
-		{"prismsync_api_requests_total", []string{"op", "import", "code", "202"}, 2},
-		{"prismsync_api_requests_total", []string{"op", "import", "code", "429"}, 1},
-		{"prismsync_api_requests_total", []string{"op", "poll", "code", "error"}, 1},
-		{"prismsync_api_requests_total", []string{"op", "poll", "code", "200"}, 1},
-		{"prismsync_api_retries_total", []string{"op", "import"}, 1},
-		{"prismsync_api_retries_total", []string{"op", "poll"}, 1},
-		{"prismsync_api_request_duration_seconds", []string{"op", "import"}, 3},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "import", "code", "202"}, 2},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "import", "code", "429"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "poll", "code", "error"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "people", "op", "poll", "code", "200"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "orgs", "op", "import", "code", "202"}, 1},
+		{"prismsync_api_requests_total", []string{"sync", "", "op", "poll", "code", "200"}, 1},
+		{"prismsync_api_retries_total", []string{"sync", "people", "op", "import"}, 1},
+		{"prismsync_api_retries_total", []string{"sync", "people", "op", "poll"}, 1},
+		{"prismsync_api_request_duration_seconds", []string{"sync", "people", "op", "import"}, 3},
+		{"prismsync_api_request_duration_seconds", []string{"sync", "orgs", "op", "import"}, 1},
 	} {
 		if got := value(t, m, tc.name, tc.labels...); got != tc.want {
 			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
@@ -192,8 +200,8 @@ func TestBudgetGauges(t *testing.T) {
 	next := time.Date(2026, 12, 11, 3, 40, 0, 500_000_000, time.UTC)
 	m.SetBudget(Budget{Used: 412, Limit: 1000, Reserve: 50, Pace: 81 * time.Minute, NextSend: next, Projected: 950})
 	for name, want := range map[string]float64{
-		"prismsync_api_requests_month":                 412,
-		"prismsync_api_requests_month_limit":           1000,
+		"prismsync_budget_used_requests":               412,
+		"prismsync_budget_limit_requests":              1000,
 		"prismsync_budget_reserve_requests":            50,
 		"prismsync_budget_pace_seconds":                81 * 60,
 		"prismsync_budget_next_send_timestamp_seconds": float64(next.UnixMilli()) / 1000,
@@ -209,12 +217,13 @@ func TestBudgetGauges(t *testing.T) {
 	}
 }
 
+// The checkpoint's cursor comes from the store: every replica shows the
+// same, whichever ran the sync.
 func TestCheckpointAge(t *testing.T) {
 	m, c := newMetrics(t, Options{})
 	now := c.Now()
-	m.PassFinished(connector.Summary{Sync: "ts", Position: checkpoint.Position{Cursor: "2026-11-30 22:50:00.5+00", Key: []string{"1"}}}, nil)
-	m.PassFinished(connector.Summary{Sync: "int", Position: checkpoint.Position{Cursor: "12345", Key: []string{"1"}}}, nil)
-	m.PassFinished(connector.Summary{Sync: "never", Position: checkpoint.Position{}}, errors.New("unreachable"))
+	m.AddSyncs("ts", "int", "never")
+	m.SetSyncStates([]SyncState{{Sync: "ts", Cursor: "2026-11-30 22:50:00.5+00"}, {Sync: "int", Cursor: "12345"}})
 	if got := value(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); got != 599.5 {
 		t.Errorf("age = %v, want 599.5", got)
 	}
@@ -226,18 +235,138 @@ func TestCheckpointAge(t *testing.T) {
 		t.Errorf("age an hour later = %v, want 4199.5 (computed at scrape time)", got)
 	}
 	for _, s := range []string{"int", "never"} {
-		if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", s); ok {
-			t.Errorf("sync %s has a checkpoint age, but its cursor is not a time", s)
+		for _, name := range []string{"prismsync_checkpoint_age_seconds", "prismsync_checkpoint_cursor_timestamp_seconds"} {
+			if _, ok := lookup(t, m, name, "sync", s); ok {
+				t.Errorf("sync %s has %s, but it has no time-typed cursor", s, name)
+			}
 		}
 	}
-	// A failed pass that committed nothing keeps the last known cursor.
-	m.PassFinished(connector.Summary{Sync: "ts"}, errors.New("x"))
-	if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); !ok {
-		t.Error("a pass without a position erased the checkpoint age")
+	// A pass does not move the cursor: only the store does.
+	m.PassFinished(connector.Summary{Sync: "ts", Position: checkpoint.Position{Cursor: "2026-12-01 00:00:00+00", Key: []string{"9"}},
+		HorizonLag: 90 * time.Second}, nil)
+	if got := value(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); got != 4199.5 {
+		t.Errorf("age after a pass = %v, want the store's 4199.5", got)
 	}
-	m.PassFinished(connector.Summary{Sync: "ts", HorizonLag: 90 * time.Second}, nil)
 	if got := value(t, m, "prismsync_commit_horizon_lag_seconds", "sync", "ts"); got != 90 {
 		t.Errorf("horizon lag = %v", got)
+	}
+	// A sync the store no longer has (forgotten) has no checkpoint.
+	m.SetSyncStates(nil)
+	if _, ok := lookup(t, m, "prismsync_checkpoint_age_seconds", "sync", "ts"); ok {
+		t.Error("a forgotten checkpoint still has an age")
+	}
+}
+
+// Right after AddSyncs every per-sync series exists at 0, so rate(),
+// increase() and absent() work from a restart on.
+func TestSeriesExistFromStart(t *testing.T) {
+	m := New(Options{NoProcessMetrics: true, Version: "v1.2.3", Commit: "abc123"})
+	m.AddSyncs("people", "orgs")
+	perSync := map[string][][]string{
+		"prismsync_rows_read_total": {nil}, "prismsync_rows_sent_total": {nil}, "prismsync_rows_created_total": {nil},
+		"prismsync_rows_updated_total": {nil}, "prismsync_rows_skipped_unchanged_total": {nil},
+		"prismsync_rows_matched_existing_total": {nil}, "prismsync_rows_invalid_total": {nil}, "prismsync_rows_rejected_total": {nil},
+		"prismsync_batches_total":        {{"outcome", "complete"}, {"outcome", "failed"}, {"outcome", "error"}, {"outcome", "nothing_to_send"}},
+		"prismsync_jobs_total":           {{"outcome", "complete"}, {"outcome", "failed"}, {"outcome", "error"}},
+		"prismsync_passes_total":         {{"result", "ok"}, {"result", "failed"}},
+		"prismsync_job_duration_seconds": {{"mode", "sync"}, {"mode", "async"}},
+		"prismsync_job_poll_requests":    {nil}, "prismsync_pass_duration_seconds": {nil},
+		"prismsync_api_requests_total":           {{"op", "import", "code", "200"}, {"op", "import", "code", "202"}, {"op", "poll", "code", "200"}},
+		"prismsync_api_retries_total":            {{"op", "import"}, {"op", "poll"}},
+		"prismsync_api_request_duration_seconds": {{"op", "import"}, {"op", "poll"}},
+		"prismsync_inflight_batches":             {nil}, "prismsync_consecutive_failed_passes": {nil},
+		"prismsync_last_success_timestamp_seconds": {nil}, "prismsync_last_pass_timestamp_seconds": {nil},
+		"prismsync_commit_horizon_lag_seconds": {nil}, "prismsync_schedule_interval_seconds": {nil},
+		"prismsync_rejected_rows": {nil}, "prismsync_deferred_rows": {nil},
+	}
+	for name, sets := range perSync {
+		for _, sync := range []string{"people", "orgs"} {
+			for _, extra := range sets {
+				labels := append([]string{"sync", sync}, extra...)
+				if got := value(t, m, name, labels...); got != 0 {
+					t.Errorf("%s%v = %v at start, want 0", name, labels, got)
+				}
+			}
+		}
+	}
+	// Nothing else has a sync label yet; the checkpoint appears once the
+	// store has one.
+	fams, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if f.GetName() == "prismsync_build_info" {
+			continue
+		}
+		if _, ok := perSync[f.GetName()]; !ok && len(f.GetMetric()) > 0 && len(f.GetMetric()[0].GetLabel()) > 0 {
+			t.Errorf("unexpected per-sync family %s at start", f.GetName())
+		}
+	}
+	if got := value(t, m, "prismsync_build_info", "version", "v1.2.3", "commit", "abc123", "go_version", runtime.Version()); got != 1 {
+		t.Errorf("build_info = %v", got)
+	}
+	if got := value(t, New(Options{NoProcessMetrics: true}), "prismsync_build_info",
+		"version", "unknown", "commit", "unknown", "go_version", runtime.Version()); got != 1 {
+		t.Errorf("build_info without a version = %v", got)
+	}
+}
+
+// The store's state is the same on every replica; the last pass and the
+// last success only move forward, whoever reports them.
+func TestSyncStatesFromStore(t *testing.T) {
+	m, c := newMetrics(t, Options{})
+	m.AddSyncs("people", "orgs")
+	t0 := c.Now()
+	m.SetSyncStates([]SyncState{
+		{Sync: "people", Cursor: "2026-11-30 22:00:00+00", LastPass: t0.Add(-time.Minute), LastSuccess: t0.Add(-time.Minute), Rejects: 4, Deferred: 2},
+		{Sync: "orgs", LastPass: t0.Add(-2 * time.Minute)}, // failed; its last success is unknown
+		{Sync: "people~backfill", Cursor: "2026-01-01", Rejects: 9},
+		{Sync: "gone", Rejects: 1},
+	})
+	for _, tc := range []struct {
+		name, sync string
+		want       float64
+	}{
+		{"prismsync_rejected_rows", "people", 4},
+		{"prismsync_deferred_rows", "people", 2},
+		{"prismsync_last_pass_timestamp_seconds", "people", unix(t0.Add(-time.Minute))},
+		{"prismsync_last_success_timestamp_seconds", "people", unix(t0.Add(-time.Minute))},
+		{"prismsync_last_pass_timestamp_seconds", "orgs", unix(t0.Add(-2 * time.Minute))},
+		{"prismsync_last_success_timestamp_seconds", "orgs", 0},
+		{"prismsync_rejected_rows", "orgs", 0},
+	} {
+		if got := value(t, m, tc.name, "sync", tc.sync); got != tc.want {
+			t.Errorf("%s{sync=%s} = %v, want %v", tc.name, tc.sync, got, tc.want)
+		}
+	}
+	for _, s := range []string{"people~backfill", "gone"} {
+		if _, ok := lookup(t, m, "prismsync_rejected_rows", "sync", s); ok {
+			t.Errorf("state %q the mapping does not name got a series", s)
+		}
+	}
+	// This process's pass is newer than the snapshot; an older snapshot
+	// read afterwards does not move the times back.
+	c.Set(t0.Add(time.Minute))
+	m.PassFinished(connector.Summary{Sync: "orgs"}, nil)
+	m.SetSyncStates([]SyncState{{Sync: "orgs", LastPass: t0.Add(-2 * time.Minute)}})
+	for _, name := range []string{"prismsync_last_pass_timestamp_seconds", "prismsync_last_success_timestamp_seconds"} {
+		if got := value(t, m, name, "sync", "orgs"); got != unix(t0.Add(time.Minute)) {
+			t.Errorf("%s{sync=orgs} = %v, want this process's pass", name, got)
+		}
+	}
+	// A failed pass moves the last pass, not the last success.
+	c.Set(t0.Add(2 * time.Minute))
+	m.PassFinished(connector.Summary{Sync: "orgs"}, errors.New("database gone"))
+	if got := value(t, m, "prismsync_last_pass_timestamp_seconds", "sync", "orgs"); got != unix(t0.Add(2*time.Minute)) {
+		t.Errorf("last pass = %v", got)
+	}
+	if got := value(t, m, "prismsync_last_success_timestamp_seconds", "sync", "orgs"); got != unix(t0.Add(time.Minute)) {
+		t.Errorf("last success after a failed pass = %v", got)
+	}
+	m.SetSchedule("orgs", 5*time.Minute)
+	if got := value(t, m, "prismsync_schedule_interval_seconds", "sync", "orgs"); got != 300 {
+		t.Errorf("schedule = %v", got)
 	}
 }
 
@@ -363,9 +492,11 @@ func TestReadyCheckFunc(t *testing.T) {
 
 func TestMetricsEndpoint(t *testing.T) {
 	m := New(Options{}) // with the Go and process collectors
+	m.AddSyncs("people")
+	m.SetSyncStates([]SyncState{{Sync: "people", Cursor: "2026-01-01"}})
 	m.BatchDone("people", connector.BatchReport{Rows: 7, Created: 7, Outcome: "complete", Attempts: 1})
-	m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
-	m.PassFinished(connector.Summary{Sync: "people", Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, nil)
+	m.ObserveRequest(connector.WithSyncName(context.Background(), "people"), prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+	m.PassFinished(connector.Summary{Sync: "people"}, nil)
 	m.SetBudget(Budget{Used: 1, Limit: 1000})
 	srv := httptest.NewServer(m.Handler(nil))
 	defer srv.Close()
@@ -375,8 +506,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	for _, want := range []string{
 		`prismsync_rows_sent_total{sync="people"} 7`,
-		`prismsync_api_requests_total{code="200",op="import"} 1`,
-		`prismsync_api_requests_month 1`,
+		`prismsync_api_requests_total{code="200",op="import",sync="people"} 1`,
+		`prismsync_budget_used_requests 1`,
 		`prismsync_checkpoint_age_seconds{sync="people"} `,
 		`go_goroutines`,
 	} {
@@ -400,7 +531,7 @@ func TestConcurrentUse(t *testing.T) {
 			for j := range 50 {
 				m.BatchDone(sync, connector.BatchReport{Rows: 1, Created: 1, Outcome: "complete", Attempts: 1})
 				m.InFlight(sync, j%4)
-				m.ObserveRequest(prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
+				m.ObserveRequest(connector.WithSyncName(context.Background(), sync), prism.RequestInfo{Op: "import", Status: 200, Attempt: 1})
 				var err error
 				if j%2 == 0 {
 					err = errors.New("x")
@@ -408,6 +539,8 @@ func TestConcurrentUse(t *testing.T) {
 				m.PassFinished(connector.Summary{Sync: sync, Position: checkpoint.Position{Cursor: "2026-01-01", Key: []string{"1"}}}, err)
 				if j%10 == 0 {
 					m.SetBudget(Budget{Used: j, Limit: 1000})
+					m.AddSyncs(sync)
+					m.SetSyncStates([]SyncState{{Sync: sync, Cursor: "2026-01-01", LastPass: time.Now(), Rejects: j}})
 					m.Failing()
 				}
 			}
@@ -421,8 +554,10 @@ func TestConcurrentUse(t *testing.T) {
 		}
 	})
 	wg.Wait()
-	if got := value(t, m, "prismsync_api_requests_total", "op", "import", "code", "200"); got != 400 {
-		t.Errorf("requests = %v, want 400", got)
+	for sync, want := range map[string]float64{"s0": 150, "s1": 150, "s2": 100} {
+		if got := value(t, m, "prismsync_api_requests_total", "sync", sync, "op", "import", "code", "200"); got != want {
+			t.Errorf("requests of %s = %v, want %v", sync, got, want)
+		}
 	}
 }
 
