@@ -120,10 +120,16 @@ type Store interface {
 	// a key repeats, its last sum wins. A sum may be at most 64 bytes.
 	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
 
-	// RecordRun replaces the record of the last run (pass) of sync.
-	RecordRun(ctx context.Context, sync string, r Run) error
+	// RecordRun appends r to the run history of sync under the next
+	// sequence number (r.Sync and r.Seq are ignored) and drops the oldest
+	// entries beyond keep (at least 1), without scanning the history.
+	RecordRun(ctx context.Context, sync string, r Run, keep int) error
 	// LastRun returns the last recorded run of sync; false if none.
 	LastRun(ctx context.Context, sync string) (Run, bool, error)
+	// History lists the recorded runs of sync ("" = all syncs), newest
+	// first (by Finished across syncs, by Seq within one); limit <= 0
+	// means no limit.
+	History(ctx context.Context, sync string, limit int) ([]Run, error)
 	// AddRequests adds n to the API request count of month ("2026-11",
 	// UTC calendar month), shared by every process using the store.
 	AddRequests(ctx context.Context, month string, n int) error
@@ -159,14 +165,30 @@ type Overview struct {
 	HasRun    bool
 }
 
-// Run records one pass of a sync, for "prismsync status".
+// Run records one pass of a sync, for "prismsync history", the status
+// page and "prismsync status" (the last one).
 type Run struct {
+	Sync     string // set on reading
+	Seq      int64  // 1 for the sync's first recorded pass, then +1; set by RecordRun
 	Started  time.Time
 	Finished time.Time
 	OK       bool
 	Error    string // "" when OK
-	Rows     int    // rows read
-	Sent     int    // objects the API confirmed
+	// Budget says the month's request budget stopped the pass (OK is
+	// false) or held rows back until the month turns (OK is true).
+	Budget    bool
+	Rows      int // rows read
+	Sent      int // objects the API confirmed
+	Created   int
+	Updated   int
+	Existing  int // matched on dedupe_by and left as they were
+	Unchanged int // skipped: Micro already has their object (fingerprints)
+	Invalid   int // refused by the mapping
+	Rejected  int // refused by the API
+	Deferred  int // held back until the rows they refer to are delivered
+	Requests  int // API requests the pass made, polls included
+	// Checkpoint is the sync's position when the pass ended.
+	Checkpoint Position
 }
 
 var (

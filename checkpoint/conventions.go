@@ -1,6 +1,7 @@
 package checkpoint
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,7 +66,31 @@ func normPos(p Position) Position { return Position{Cursor: p.Cursor, Key: normK
 func normRun(r Run) Run {
 	r.Started, r.Finished = stamp(r.Started), stamp(r.Finished)
 	r.Error = cleanText(r.Error)
+	r.Checkpoint = normPos(r.Checkpoint)
 	return r
+}
+
+// checkKeep refuses a history that would keep nothing: the last run is
+// what "prismsync status" shows.
+func checkKeep(sync string, keep int) error {
+	if keep < 1 {
+		return fmt.Errorf("checkpoint: record run of sync %q: keep %d runs: want at least 1", sync, keep)
+	}
+	return nil
+}
+
+// sortHistory orders runs of several syncs the way both stores list them:
+// newest first, then by sync in byte order, then newest Seq first.
+func sortHistory(rs []Run) {
+	slices.SortFunc(rs, func(a, b Run) int {
+		if c := b.Finished.Compare(a.Finished); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Sync, b.Sync); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Seq, a.Seq)
+	})
 }
 
 // cleanText makes API-supplied text storable in PostgreSQL (no NUL, valid

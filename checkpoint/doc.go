@@ -27,7 +27,8 @@
 // postgres.go (PGStore: open and the core methods), postgres_schema.go
 // (migrations), postgres_ops.go (runs, request counts, leases),
 // postgres_fingerprints.go; file.go, file_format.go (the JSON document),
-// file_ops.go, file_fingerprints.go and file_lock_*.go (flock).
+// file_ops.go, file_history.go (the run history's file),
+// file_fingerprints.go and file_lock_*.go (flock).
 //
 // # PostgreSQL store
 //
@@ -50,8 +51,13 @@
 //	                          job_id, created_at; Pending orders by created_at, seq
 //	prismsync.rejects         (sync, row_key text[]) PK, code, message, payload,
 //	                          attempts, first_seen, last_seen
-//	prismsync.runs            sync PK, started_at, finished_at, ok, error, row_count,
-//	                          sent_count: the last pass, for "prismsync status"
+//	prismsync.runs            sync PK, seq, history_from: the number of the sync's last
+//	                          pass and the oldest one its history keeps (schema version 6)
+//	prismsync.run_history     (sync, seq) PK, started_at, finished_at, ok, error, budget,
+//	                          rows_read, rows_sent, rows_created, rows_updated,
+//	                          rows_existing, rows_unchanged, rows_invalid, rows_rejected,
+//	                          rows_deferred, requests, cursor_text, key_text: every pass
+//	                          ("prismsync history"; the last one is "status"'s last run)
 //	prismsync.request_counts  month PK ("2026-11"), requests: API requests used,
 //	                          summed over every process
 //	prismsync.fingerprints    (sync, row_key text) PK, sum bytea: change fingerprints
@@ -59,6 +65,16 @@
 //	prismsync.budget_turns    sync PK, last_send, last_cost, waiting_since,
 //	                          waiting_rows, due, held_at, interval_us: each sync's turn
 //	                          in the request budget (Turn; schema version 5)
+//
+// RecordRun is one statement: an upsert of the sync's runs row takes the
+// next seq (its row lock orders two writers) and moves history_from to the
+// oldest seq kept, the pass is inserted, and the seqs from the old
+// history_from up to the new one are deleted. Both ends of that range are
+// index conditions and it holds only live rows, so a pass costs the same
+// few buffers (about ten, TestPostgresHistoryCost, PostgreSQL 15: 0.3 ms
+// per pass) whether the history holds ten passes or a thousand, and
+// retention never walks the dead entries earlier deletes left for vacuum.
+// A pass is about 1 kB of table and index (1,000 passes: 1 MB).
 //
 // TakeRequests reserves requests with one conditional upsert on the month's
 // row, decided under that row's lock, so replicas never both take the last
@@ -139,14 +155,25 @@
 //	                          "job_id": "", "created_at": "…"}]},
 //	  "rejects":   {"orgs": [{"row_key": ["17"], "code": "…", "message": "…",
 //	                          "payload": "<base64>", "attempts": 2, "first_seen": "…", "last_seen": "…"}]},
-//	  "runs":      {"orgs": {"started": "…", "finished": "…", "ok": true, "rows": 500, "sent": 498}},
 //	  "requests":  {"2026-11": 412},
 //	  "fingerprints": {"orgs": {"1:42;": "<base64 sum>"}},
 //	  "turns":     {"orgs": {"last_send": "…", "last_cost": 1, "interval_ns": 300000000000}}
 //	}
 //
-// "runs", "requests", "fingerprints" and "turns" were added within version 1 (an
-// older prismsync ignores them).
+// "requests", "fingerprints" and "turns" were added within version 1 (an
+// older prismsync ignores them). Versions before the run history kept each
+// sync's last pass in a "runs" section; it becomes pass 1 of the history and
+// is dropped from the document.
+//
+// The run history lives beside the document, in PATH.history: JSON Lines,
+// one pass a line ({"sync": "orgs", "seq": 7, "started": "…", "finished": "…",
+// "ok": true, "rows": 500, "sent": 498, …, "checkpoint": {…}, "from": 3}, where
+// "from" is the oldest seq of the sync kept once the line was added).
+// RecordRun appends and fsyncs one line instead of rewriting the document;
+// when the file holds more than twice the lines kept plus 64, it is
+// rewritten with the kept ones (temp file and rename). A line that does not
+// decode, such as the torn end of an append cut by a crash, is skipped: the
+// history informs, the checkpoint never depends on it.
 //
 // A "version" other than 1 is ErrUnsupportedVersion; a document that does
 // not decode is ErrCorrupt (with the path), never an empty store. The file

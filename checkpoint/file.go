@@ -27,6 +27,7 @@ type FileStore struct {
 	readOnly bool     // OpenReadOnly: no lock, no writes
 	closed   bool
 	st       fileState
+	runs     fileRuns        // the run history, kept in PATH.history (file_history.go)
 	leases   map[string]bool // syncs leased through TryLock (guarded by mu)
 }
 
@@ -63,6 +64,20 @@ func OpenFile(path string) (*FileStore, error) {
 			return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
 		}
 	}
+	if s.runs, err = readHistory(historyPath(path)); err != nil {
+		unlockFile(lock)
+		return nil, err
+	}
+	// The last runs of an older version's document move to the history
+	// file (the document drops them on its next write); a line a crash
+	// cut short goes, so that the next append starts a line of its own.
+	if s.runs.seed(s.st.runs) || s.runs.torn {
+		if err := writeHistory(historyPath(path), &s.runs); err != nil {
+			unlockFile(lock)
+			return nil, fmt.Errorf("checkpoint: write %s: %w", historyPath(path), err)
+		}
+	}
+	s.st.runs = map[string]fileRun{}
 	return s, nil
 }
 
@@ -86,7 +101,12 @@ func openFileReadOnly(path string) (*FileStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %s: %w", path, err)
 	}
-	return &FileStore{path: path, now: time.Now, readOnly: true, st: st}, nil
+	runs, err := readHistory(historyPath(path))
+	if err != nil {
+		return nil, err
+	}
+	runs.seed(st.runs)
+	return &FileStore{path: path, now: time.Now, readOnly: true, st: st, runs: runs}, nil
 }
 
 // save writes st durably: temp file, fsync, rename over the old file, fsync
@@ -465,7 +485,9 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: forget sync %q: %w", sync, err)
 	}
-	return nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.forgetHistory(sync)
 }
 
 // String is for logs.

@@ -6,42 +6,6 @@ import (
 	"sync"
 )
 
-// RecordRun implements Store.
-func (s *FileStore) RecordRun(ctx context.Context, sync string, r Run) error {
-	if err := checkSync(sync); err != nil {
-		return err
-	}
-	r = normRun(r)
-	err := s.update(ctx, func(st *fileState) error {
-		// A conversion: a field added to Run stops this compiling until the
-		// file format has a place for it.
-		st.runs[sync] = fileRun(r)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("checkpoint: record run of sync %q: %w", sync, err)
-	}
-	return nil
-}
-
-// LastRun implements Store.
-func (s *FileStore) LastRun(ctx context.Context, sync string) (Run, bool, error) {
-	if err := checkSync(sync); err != nil {
-		return Run{}, false, err
-	}
-	var (
-		r  fileRun
-		ok bool
-	)
-	if err := s.view(ctx, func(st *fileState) error { r, ok = st.runs[sync]; return nil }); err != nil {
-		return Run{}, false, err
-	}
-	if !ok {
-		return Run{}, false, nil
-	}
-	return r.run(), true, nil
-}
-
 // AddRequests implements Store.
 func (s *FileStore) AddRequests(ctx context.Context, month string, n int) error {
 	if err := checkRequests(month, n); err != nil {

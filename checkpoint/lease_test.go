@@ -121,7 +121,7 @@ func TestFileReadOnly(t *testing.T) {
 	must(t, err)
 	defer w.Close()
 	must(t, w.Commit(ctx, "orgs", "k", pos("7"), "fp", []Reject{{RowKey: []string{"1"}, Code: "c"}}, nil))
-	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}))
+	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}, 10))
 	must(t, w.AddRequests(ctx, "2026-11", 9))
 
 	// The writer holds the lock; a read-only store opens anyway.
@@ -140,7 +140,7 @@ func TestFileReadOnly(t *testing.T) {
 	}
 	for name, err := range map[string]error{
 		"Commit":      r.Commit(ctx, "orgs", "k2", pos("8"), "fp", nil, nil),
-		"RecordRun":   r.RecordRun(ctx, "orgs", Run{}),
+		"RecordRun":   r.RecordRun(ctx, "orgs", Run{}, 10),
 		"AddRequests": r.AddRequests(ctx, "2026-11", 1),
 		"Forget":      r.Forget(ctx, "orgs"),
 	} {

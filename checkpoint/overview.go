@@ -14,16 +14,21 @@ import (
 // Overviews implements Store: one statement, so every value comes from the
 // same snapshot; each table is read once, not once per sync.
 func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
+	// The last run is the history's entry under the runs row's seq: one
+	// primary-key lookup per sync.
 	rows, err := s.pool.Query(ctx, `
 		WITH j AS (SELECT sync, count(*) AS n FROM prismsync.journal GROUP BY sync),
 		     r AS (SELECT sync, count(*) AS n FROM prismsync.rejects GROUP BY sync),
 		     names AS (SELECT sync FROM prismsync.positions UNION SELECT sync FROM prismsync.sync_history
 		               UNION SELECT sync FROM prismsync.runs UNION SELECT sync FROM j UNION SELECT sync FROM r)
 		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0),
-		       ru.started_at, ru.finished_at, ru.ok, ru.error, ru.row_count, ru.sent_count
+		       h.seq, h.started_at, h.finished_at, h.ok, h.error, h.budget, h.rows_read, h.rows_sent, h.rows_created,
+		       h.rows_updated, h.rows_existing, h.rows_unchanged, h.rows_invalid, h.rows_rejected, h.rows_deferred,
+		       h.requests, h.cursor_text, h.key_text
 		FROM names
 		LEFT JOIN prismsync.positions AS p ON p.sync = names.sync
 		LEFT JOIN prismsync.runs AS ru ON ru.sync = names.sync
+		LEFT JOIN prismsync.run_history AS h ON h.sync = ru.sync AND h.seq = ru.seq
 		LEFT JOIN j ON j.sync = names.sync
 		LEFT JOIN r ON r.sync = names.sync
 		ORDER BY names.sync`)
@@ -33,24 +38,30 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Overview, error) {
 		var (
 			o                 Overview
-			cursor, runErr    *string
-			key               []string
+			cursor, runCursor *string
+			key, runKey       []string
 			committed         *time.Time
+			seq               *int64
 			started, finished *time.Time
-			ok                *bool
-			rowCount, sent    *int
+			ok, budget        *bool
+			runErr            *string
+			n                 [10]*int
 		)
 		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects,
-			&started, &finished, &ok, &runErr, &rowCount, &sent); err != nil {
+			&seq, &started, &finished, &ok, &runErr, &budget, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9],
+			&runCursor, &runKey); err != nil {
 			return o, err
 		}
 		if cursor != nil {
 			o.Position = Position{Cursor: *cursor, Key: normKey(key)}
 			o.Committed = committed.UTC()
 		}
-		if finished != nil {
+		if seq != nil {
 			o.HasRun = true
-			o.LastRun = Run{Started: started.UTC(), Finished: finished.UTC(), OK: *ok, Error: *runErr, Rows: *rowCount, Sent: *sent}
+			o.LastRun = Run{Sync: o.Sync, Seq: *seq, Started: started.UTC(), Finished: finished.UTC(), OK: *ok, Error: *runErr,
+				Budget: *budget, Rows: *n[0], Sent: *n[1], Created: *n[2], Updated: *n[3], Existing: *n[4], Unchanged: *n[5],
+				Invalid: *n[6], Rejected: *n[7], Deferred: *n[8], Requests: *n[9],
+				Checkpoint: Position{Cursor: *runCursor, Key: normKey(runKey)}}
 		}
 		return o, nil
 	})
@@ -72,7 +83,7 @@ func (s *FileStore) Overviews(ctx context.Context) ([]Overview, error) {
 		}
 		add(maps.Keys(st.positions))
 		add(maps.Keys(st.history))
-		add(maps.Keys(st.runs))
+		add(maps.Keys(s.runs.bySync))
 		add(maps.Keys(st.journal))
 		add(maps.Keys(st.rejects))
 		for _, name := range slices.Sorted(maps.Keys(names)) {
@@ -81,9 +92,9 @@ func (s *FileStore) Overviews(ctx context.Context) ([]Overview, error) {
 				o.Position = Position{Cursor: p.Position.Cursor, Key: normKey(p.Position.Key)}
 				o.Committed = p.UpdatedAt.UTC()
 			}
-			if r, ok := st.runs[name]; ok {
+			if rs := s.runs.bySync[name]; len(rs) > 0 {
 				o.HasRun = true
-				o.LastRun = r.run()
+				o.LastRun = rs[len(rs)-1]
 			}
 			out = append(out, o)
 		}
@@ -93,8 +104,4 @@ func (s *FileStore) Overviews(ctx context.Context) ([]Overview, error) {
 		return nil, fmt.Errorf("checkpoint: overviews: %w", err)
 	}
 	return out, nil
-}
-
-func (r fileRun) run() Run {
-	return Run{Started: r.Started.UTC(), Finished: r.Finished.UTC(), OK: r.OK, Error: r.Error, Rows: r.Rows, Sent: r.Sent}
 }

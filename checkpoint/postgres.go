@@ -383,7 +383,7 @@ func (s *PGStore) Forget(ctx context.Context, sync string) error {
 		return err
 	}
 	b := &pgx.Batch{}
-	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs", "fingerprints", "budget_turns"} {
+	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs", "run_history", "fingerprints", "budget_turns"} {
 		b.Queue(`DELETE FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+` WHERE sync = $1`, sync)
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {

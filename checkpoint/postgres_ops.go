@@ -2,7 +2,6 @@ package checkpoint
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"sync"
@@ -11,25 +10,65 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// RecordRun implements Store.
-func (s *PGStore) RecordRun(ctx context.Context, sync string, r Run) error {
+// RecordRun implements Store in one statement: it takes the sync's next
+// number from prismsync.runs (whose row lock orders two writers), inserts
+// the pass and deletes the numbers that fell out of the last keep, from the
+// oldest one kept on. That range holds only live rows, so retention costs a
+// few index entries per pass however long the history is, and never walks
+// the dead ones earlier deletes left for vacuum.
+func (s *PGStore) RecordRun(ctx context.Context, sync string, r Run, keep int) error {
 	if err := checkSync(sync); err != nil {
+		return err
+	}
+	if err := checkKeep(sync, keep); err != nil {
 		return err
 	}
 	if err := s.writable(); err != nil {
 		return err
 	}
-	r = normRun(r)
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO prismsync.runs (sync, started_at, finished_at, ok, error, row_count, sent_count)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (sync) DO UPDATE SET started_at = EXCLUDED.started_at, finished_at = EXCLUDED.finished_at,
-			ok = EXCLUDED.ok, error = EXCLUDED.error, row_count = EXCLUDED.row_count, sent_count = EXCLUDED.sent_count`,
-		sync, r.Started, r.Finished, r.OK, r.Error, r.Rows, r.Sent)
+	_, err := s.pool.Exec(ctx, recordRunSQL, recordRunArgs(sync, normRun(r), keep)...)
 	if err != nil {
 		return fmt.Errorf("checkpoint: record run of sync %q: %w", sync, err)
 	}
 	return nil
+}
+
+// recordRunSQL is RecordRun's statement; TestPostgresHistoryCost measures
+// it. The range to delete is given by scalar subqueries, so that both of
+// its ends are index conditions: joined to the CTEs instead, the planner
+// filtered every kept row against the upper end.
+const recordRunSQL = `
+		WITH prev AS (
+			SELECT history_from FROM prismsync.runs WHERE sync = $1
+		), next AS (
+			INSERT INTO prismsync.runs AS r (sync, seq, history_from) VALUES ($1, 1, 1)
+			ON CONFLICT (sync) DO UPDATE SET seq = r.seq + 1, history_from = greatest(r.history_from, r.seq + 2 - $2)
+			RETURNING seq, history_from
+		), added AS (
+			INSERT INTO prismsync.run_history (sync, seq, started_at, finished_at, ok, error, budget,
+				rows_read, rows_sent, rows_created, rows_updated, rows_existing, rows_unchanged, rows_invalid,
+				rows_rejected, rows_deferred, requests, cursor_text, key_text)
+			VALUES ($1, (SELECT seq FROM next), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+		)
+		DELETE FROM prismsync.run_history
+		WHERE sync = $1 AND seq >= (SELECT history_from FROM prev) AND seq < (SELECT history_from FROM next)`
+
+func recordRunArgs(sync string, r Run, keep int) []any {
+	return []any{sync, keep, r.Started, r.Finished, r.OK, r.Error, r.Budget,
+		r.Rows, r.Sent, r.Created, r.Updated, r.Existing, r.Unchanged, r.Invalid, r.Rejected, r.Deferred, r.Requests,
+		r.Checkpoint.Cursor, pgKey(r.Checkpoint.Key)}
+}
+
+const runColumns = `sync, seq, started_at, finished_at, ok, error, budget, rows_read, rows_sent, rows_created,
+	rows_updated, rows_existing, rows_unchanged, rows_invalid, rows_rejected, rows_deferred, requests, cursor_text, key_text`
+
+func scanRun(row pgx.CollectableRow) (Run, error) {
+	var r Run
+	err := row.Scan(&r.Sync, &r.Seq, &r.Started, &r.Finished, &r.OK, &r.Error, &r.Budget, &r.Rows, &r.Sent, &r.Created,
+		&r.Updated, &r.Existing, &r.Unchanged, &r.Invalid, &r.Rejected, &r.Deferred, &r.Requests, &r.Checkpoint.Cursor, &r.Checkpoint.Key)
+	r.Started, r.Finished = r.Started.UTC(), r.Finished.UTC()
+	r.Checkpoint.Key = normKey(r.Checkpoint.Key)
+	return r, err
 }
 
 // LastRun implements Store.
@@ -37,18 +76,41 @@ func (s *PGStore) LastRun(ctx context.Context, sync string) (Run, bool, error) {
 	if err := checkSync(sync); err != nil {
 		return Run{}, false, err
 	}
-	var r Run
-	err := s.pool.QueryRow(ctx, `
-		SELECT started_at, finished_at, ok, error, row_count, sent_count FROM prismsync.runs WHERE sync = $1`, sync).
-		Scan(&r.Started, &r.Finished, &r.OK, &r.Error, &r.Rows, &r.Sent)
-	if errors.Is(err, pgx.ErrNoRows) {
+	rs, err := s.History(ctx, sync, 1)
+	if err != nil {
+		return Run{}, false, err
+	}
+	if len(rs) == 0 {
 		return Run{}, false, nil
 	}
-	if err != nil {
-		return Run{}, false, fmt.Errorf("checkpoint: last run of sync %q: %w", sync, err)
+	return rs[0], true, nil
+}
+
+// History implements Store. One sync's runs come from its primary key
+// range, newest first; all syncs' are sorted (at most keep per sync).
+func (s *PGStore) History(ctx context.Context, sync string, limit int) ([]Run, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
 	}
-	r.Started, r.Finished = r.Started.UTC(), r.Finished.UTC()
-	return r, true, nil
+	var rows pgx.Rows
+	var err error
+	if sync != "" {
+		rows, err = s.pool.Query(ctx, `SELECT `+runColumns+` FROM prismsync.run_history
+			WHERE sync = $1 ORDER BY seq DESC LIMIT $2`, sync, lim)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT `+runColumns+` FROM prismsync.run_history
+			ORDER BY finished_at DESC, sync COLLATE "C", seq DESC LIMIT $1`, lim)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: run history: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanRun)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: run history: %w", err)
+	}
+	return out, nil
 }
 
 // AddRequests implements Store; the upsert adds atomically, so replicas can

@@ -96,6 +96,41 @@ var migrations = []string{
 		held_at       timestamptz,
 		interval_us   bigint NOT NULL
 	);`,
+	// 6: the run history: every pass, numbered per sync. runs keeps only
+	// each sync's last number and the oldest one kept, so that recording
+	// a pass is one statement whose retention deletes a known range of
+	// the primary key instead of scanning the history. The last run
+	// recorded so far becomes pass 1.
+	`CREATE TABLE prismsync.run_history (
+		sync           text NOT NULL,
+		seq            bigint NOT NULL,
+		started_at     timestamptz NOT NULL,
+		finished_at    timestamptz NOT NULL,
+		ok             boolean NOT NULL,
+		error          text NOT NULL,
+		budget         boolean NOT NULL,
+		rows_read      bigint NOT NULL,
+		rows_sent      bigint NOT NULL,
+		rows_created   bigint NOT NULL,
+		rows_updated   bigint NOT NULL,
+		rows_existing  bigint NOT NULL,
+		rows_unchanged bigint NOT NULL,
+		rows_invalid   bigint NOT NULL,
+		rows_rejected  bigint NOT NULL,
+		rows_deferred  bigint NOT NULL,
+		requests       bigint NOT NULL,
+		cursor_text    text NOT NULL,
+		key_text       text[] NOT NULL,
+		PRIMARY KEY (sync, seq)
+	);
+	INSERT INTO prismsync.run_history
+	SELECT sync, 1, started_at, finished_at, ok, error, false, row_count, sent_count, 0, 0, 0, 0, 0, 0, 0, 0, '', '{}'
+	FROM prismsync.runs;
+	ALTER TABLE prismsync.runs
+		DROP COLUMN started_at, DROP COLUMN finished_at, DROP COLUMN ok, DROP COLUMN error,
+		DROP COLUMN row_count, DROP COLUMN sent_count,
+		ADD COLUMN seq bigint NOT NULL DEFAULT 1,
+		ADD COLUMN history_from bigint NOT NULL DEFAULT 1;`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.

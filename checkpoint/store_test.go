@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -630,10 +631,14 @@ func testStore(t *testing.T, h harness) {
 		must(t, s.Commit(ctx, "orgs", "k0", pos("2026-03-04 05:00:00+00", "1"), "fp",
 			[]Reject{{RowKey: []string{"3"}, Code: "c"}, {RowKey: []string{"4"}, Code: "c"}}, nil))
 		must(t, s.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
-		ran := Run{Started: committed.Add(-time.Minute), Finished: committed, OK: true, Rows: 5, Sent: 4}
-		must(t, s.RecordRun(ctx, "orgs", ran))
-		failed := Run{Started: committed, Finished: committed.Add(time.Second), Error: "sync contacts: boom"}
-		must(t, s.RecordRun(ctx, "contacts", failed))
+		ran := Run{Started: committed.Add(-time.Minute), Finished: committed, OK: true, Rows: 5, Sent: 4, Requests: 2, Deferred: 1,
+			Checkpoint: pos("2026-03-04 05:00:00+00", "1")}
+		must(t, s.RecordRun(ctx, "orgs", Run{OK: false}, 10))
+		must(t, s.RecordRun(ctx, "orgs", ran, 10)) // the last one counts
+		ran.Sync, ran.Seq = "orgs", 2
+		failed := Run{Started: committed, Finished: committed.Add(time.Second), Error: "sync contacts: boom", Budget: true}
+		must(t, s.RecordRun(ctx, "contacts", failed, 10))
+		failed.Sync, failed.Seq = "contacts", 1
 		c.Advance(time.Hour)
 		must(t, s.Commit(ctx, "people~backfill", "b", pos("9", "2"), "fp", []Reject{{RowKey: []string{"5"}, Code: "c"}}, nil))
 		got, err := s.Overviews(ctx)
@@ -650,7 +655,7 @@ func testStore(t *testing.T, h harness) {
 		for i := range want {
 			g, w := got[i], want[i]
 			if g.Sync != w.Sync || !g.Position.Equal(w.Position) || !g.Committed.Equal(w.Committed) || g.InFlight != w.InFlight ||
-				g.Rejects != w.Rejects || g.HasRun != w.HasRun || g.LastRun != w.LastRun {
+				g.Rejects != w.Rejects || g.HasRun != w.HasRun || !sameRun(g.LastRun, w.LastRun) {
 				t.Errorf("Overviews[%d] = %+v, want %+v", i, g, w)
 			}
 		}
@@ -692,31 +697,52 @@ func testStore(t *testing.T, h harness) {
 		if _, ok, err := s.LastRun(ctx, "orgs"); err != nil || ok {
 			t.Fatalf("fresh LastRun = %v, %v", ok, err)
 		}
+		if rs, err := s.History(ctx, "", 0); err != nil || len(rs) != 0 {
+			t.Fatalf("fresh History = %v, %v", rs, err)
+		}
 		zone := time.FixedZone("X", 3600)
 		first := Run{Started: time.Date(2026, 11, 2, 10, 0, 0, 999, zone), Finished: time.Date(2026, 11, 2, 10, 1, 0, 0, zone),
-			OK: true, Rows: 500, Sent: 480}
-		must(t, s.RecordRun(ctx, "orgs", first))
+			OK: true, Rows: 500, Sent: 480, Created: 400, Updated: 70, Existing: 10, Unchanged: 15, Invalid: 3, Rejected: 2,
+			Deferred: 4, Requests: 3, Checkpoint: pos("2026-11-02 09:59:00+00", "42", "a,b"),
+			Sync: "ignored", Seq: 99} // the store names and numbers the run
+		must(t, s.RecordRun(ctx, "orgs", first, 10))
 		failed := Run{Started: time.Date(2026, 11, 2, 11, 0, 0, 0, time.UTC), Finished: time.Date(2026, 11, 2, 11, 0, 5, 0, time.UTC),
-			Error: "sync orgs: database \x00 gone \xff", Rows: 3}
-		must(t, s.RecordRun(ctx, "contacts", failed))
+			Error: "sync orgs: database \x00 gone \xff", Rows: 3, Budget: true}
+		must(t, s.RecordRun(ctx, "contacts", failed, 10))
 		must(t, s.Close())
 
 		s2 := h.openStore(t, loc, nil)
 		got, ok, err := s2.LastRun(ctx, "orgs")
 		must(t, err)
-		want := Run{Started: stamp(first.Started), Finished: stamp(first.Finished), OK: true, Rows: 500, Sent: 480}
-		if !ok || got != want || got.Started.Location() != time.UTC {
+		want := first
+		want.Sync, want.Seq, want.Started, want.Finished = "orgs", 1, stamp(first.Started), stamp(first.Finished)
+		if !ok || !sameRun(got, want) || got.Started.Location() != time.UTC {
 			t.Errorf("LastRun(orgs) after reopen = %+v, %v; want %+v", got, ok, want)
 		}
 		got, ok, err = s2.LastRun(ctx, "contacts")
 		must(t, err)
-		if !ok || got.OK || got.Error != "sync orgs: database \uFFFD gone \uFFFD" || got.Rows != 3 {
+		if !ok || got.OK || !got.Budget || got.Error != "sync orgs: database \uFFFD gone \uFFFD" || got.Rows != 3 ||
+			got.Seq != 1 || !got.Checkpoint.IsZero() || got.Checkpoint.Key != nil {
 			t.Errorf("LastRun(contacts) = %+v, %v", got, ok)
 		}
-		// The last run replaces the one before.
-		must(t, s2.RecordRun(ctx, "orgs", failed))
-		if got, _, _ := s2.LastRun(ctx, "orgs"); got.OK || got.Rows != 3 {
+		// Every pass is kept, numbered per sync; the last is LastRun.
+		must(t, s2.RecordRun(ctx, "orgs", failed, 10))
+		if got, _, _ := s2.LastRun(ctx, "orgs"); got.OK || got.Rows != 3 || got.Seq != 2 {
 			t.Errorf("LastRun after a second RecordRun = %+v", got)
+		}
+		rs, err := s2.History(ctx, "orgs", 0)
+		must(t, err)
+		if len(rs) != 2 || rs[0].Seq != 2 || rs[1].Seq != 1 || !sameRun(rs[1], want) {
+			t.Errorf("History(orgs) = %+v", rs)
+		}
+		// All syncs: newest first, then by name.
+		all, err := s2.History(ctx, "", 0)
+		must(t, err)
+		if got := runIDs(all); !slices.Equal(got, []string{"contacts#1", "orgs#2", "orgs#1"}) {
+			t.Errorf("History(all) = %v", got)
+		}
+		if got, _ := s2.History(ctx, "", 1); len(got) != 1 || got[0].Sync != "contacts" {
+			t.Errorf("History(all, 1) = %v", runIDs(got))
 		}
 		// A run alone does not make a sync exist (it may never commit).
 		if syncs, _ := s2.Syncs(ctx); len(syncs) != 0 {
@@ -726,11 +752,102 @@ func testStore(t *testing.T, h harness) {
 		if _, ok, _ := s2.LastRun(ctx, "orgs"); ok {
 			t.Error("Forget kept the last run")
 		}
+		if rs, _ := s2.History(ctx, "orgs", 0); len(rs) != 0 {
+			t.Errorf("Forget kept the history: %v", runIDs(rs))
+		}
 		if _, ok, _ := s2.LastRun(ctx, "contacts"); !ok {
 			t.Error("Forget(orgs) removed the run of contacts")
 		}
-		if err := s2.RecordRun(ctx, "", first); err == nil {
+		// A forgotten sync starts its numbering over.
+		must(t, s2.RecordRun(ctx, "orgs", first, 10))
+		if got, _, _ := s2.LastRun(ctx, "orgs"); got.Seq != 1 {
+			t.Errorf("first run after Forget has Seq %d, want 1", got.Seq)
+		}
+		if err := s2.RecordRun(ctx, "", first, 10); err == nil {
 			t.Error("RecordRun with an empty sync name succeeded")
+		}
+		if err := s2.RecordRun(ctx, "orgs", first, 0); err == nil {
+			t.Error("RecordRun keeping 0 runs succeeded")
+		}
+	})
+
+	t.Run("HistoryRetention", func(t *testing.T) {
+		loc := h.newLoc(t)
+		s, err := h.open(t, loc)
+		must(t, err)
+		t0 := time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC)
+		run := func(i int) Run {
+			at := t0.Add(time.Duration(i) * time.Minute)
+			return Run{Started: at, Finished: at.Add(time.Second), OK: i%3 != 0, Rows: i}
+		}
+		seqs := func(s Store, sync string) []int64 {
+			t.Helper()
+			rs, err := s.History(ctx, sync, 0)
+			must(t, err)
+			var out []int64
+			for _, r := range rs {
+				out = append(out, r.Seq)
+				if r.Rows != int(r.Seq) {
+					t.Fatalf("run %d holds the rows of run %d", r.Seq, r.Rows)
+				}
+			}
+			return out
+		}
+		for i := 1; i <= 25; i++ {
+			must(t, s.RecordRun(ctx, "orgs", run(i), 5))
+			if i <= 3 {
+				must(t, s.RecordRun(ctx, "contacts", run(i), 5))
+			}
+		}
+		if got := seqs(s, "orgs"); !slices.Equal(got, []int64{25, 24, 23, 22, 21}) {
+			t.Errorf("orgs keeps %v, want the last 5", got)
+		}
+		if got := seqs(s, "contacts"); !slices.Equal(got, []int64{3, 2, 1}) {
+			t.Errorf("contacts keeps %v: another sync's retention must not touch it", got)
+		}
+		// Keeping fewer drops the excess at once; keeping more lets it grow.
+		must(t, s.RecordRun(ctx, "orgs", run(26), 2))
+		if got := seqs(s, "orgs"); !slices.Equal(got, []int64{26, 25}) {
+			t.Errorf("after keep 2: %v", got)
+		}
+		for i := 27; i <= 30; i++ {
+			must(t, s.RecordRun(ctx, "orgs", run(i), 4))
+		}
+		if got := seqs(s, "orgs"); !slices.Equal(got, []int64{30, 29, 28, 27}) {
+			t.Errorf("after keep 4: %v", got)
+		}
+		if rs, _ := s.History(ctx, "orgs", 2); len(rs) != 2 || rs[0].Seq != 30 {
+			t.Errorf("History(orgs, 2) = %v", runIDs(rs))
+		}
+		must(t, s.Close())
+		s = h.openStore(t, loc, nil)
+		if got := seqs(s, "orgs"); !slices.Equal(got, []int64{30, 29, 28, 27}) {
+			t.Errorf("after reopen: %v", got)
+		}
+		// Numbering goes on after a reopen.
+		must(t, s.RecordRun(ctx, "orgs", run(31), 4))
+		if got := seqs(s, "orgs"); !slices.Equal(got, []int64{31, 30, 29, 28}) {
+			t.Errorf("after reopen and one more: %v", got)
+		}
+	})
+
+	t.Run("HistoryConcurrentWriters", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := range 10 {
+					if err := s.RecordRun(ctx, "orgs", Run{OK: true, Rows: w*100 + i}, 25); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		rs, err := s.History(ctx, "orgs", 0)
+		must(t, err)
+		if len(rs) != 25 || rs[0].Seq != 40 || rs[24].Seq != 16 {
+			t.Errorf("40 concurrent records kept %d runs, %v", len(rs), runIDs(rs))
 		}
 	})
 
@@ -972,7 +1089,7 @@ func testReadOnly(t *testing.T, h harness) {
 	w := h.openStore(t, loc, nil)
 	must(t, w.Commit(ctx, "orgs", "k0", pos("7"), "fp", []Reject{{RowKey: []string{"1"}, Code: "c"}}, nil))
 	must(t, w.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
-	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}))
+	must(t, w.RecordRun(ctx, "orgs", Run{OK: true, Rows: 3}, 10))
 	must(t, w.AddRequests(ctx, "2026-11", 9))
 	must(t, w.SaveTurn(ctx, Turn{Sync: "orgs", LastCost: 2}))
 	must(t, w.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{1, 2}}))
@@ -998,6 +1115,9 @@ func testReadOnly(t *testing.T, h harness) {
 		must(t, err)
 		syncs, err := s.Syncs(ctx)
 		must(t, err)
+		if rs, err := s.History(ctx, "", 0); err != nil || len(rs) != 1 || rs[0].Rows != 3 {
+			t.Errorf("%s sees history %+v, %v", who, rs, err)
+		}
 		turns, err := s.Turns(ctx)
 		must(t, err)
 		if len(turns) != 1 || turns[0].LastCost != 2 {
@@ -1020,7 +1140,7 @@ func testReadOnly(t *testing.T, h harness) {
 		"Commit":           r.Commit(ctx, "orgs", "k1", pos("8"), "fp", nil, nil),
 		"Forget":           r.Forget(ctx, "orgs"),
 		"SaveFingerprints": r.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{{3}}),
-		"RecordRun":        r.RecordRun(ctx, "orgs", Run{}),
+		"RecordRun":        r.RecordRun(ctx, "orgs", Run{}, 10),
 		"AddRequests":      r.AddRequests(ctx, "2026-11", 1),
 		"TakeRequests":     takeErr(r.TakeRequests(ctx, "2026-11", 1, -1)),
 		"SaveTurn":         r.SaveTurn(ctx, Turn{Sync: "orgs"}),
@@ -1034,6 +1154,19 @@ func testReadOnly(t *testing.T, h harness) {
 }
 
 func takeErr(_ int, _ bool, err error) error { return err }
+
+// sameRun compares runs field by field (Checkpoint holds a slice).
+func sameRun(a, b Run) bool {
+	return reflect.DeepEqual(normRun(a), normRun(b))
+}
+
+func runIDs(rs []Run) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, fmt.Sprintf("%s#%d", r.Sync, r.Seq))
+	}
+	return out
+}
 
 // sum16 is a distinct 16-byte sum per (seed, i), like the engine's digests.
 func sum16(seed string, i int) []byte {

@@ -39,9 +39,9 @@ func seedStatus(t *testing.T, s checkpoint.Store, now time.Time) {
 		[]checkpoint.Reject{{RowKey: []string{"7"}, Code: "invalid_value", Message: "bad"}, {RowKey: []string{"8"}, Code: "x"}}, nil))
 	mustT(t, s.Journal(ctx, checkpoint.Batch{Sync: "people", Key: "k2", Attempt: 1, Body: []byte("{}"), Object: "contact"}))
 	mustT(t, s.RecordRun(ctx, "people", checkpoint.Run{Started: now.Add(-10 * time.Minute), Finished: now.Add(-9 * time.Minute),
-		Error: "sync people: import job j1 failed: boom", Rows: 500, Sent: 0}))
+		Error: "sync people: import job j1 failed: boom", Rows: 500, Sent: 0}, 10))
 	mustT(t, s.Commit(ctx, "gone", "k1", checkpoint.Position{Cursor: "17", Key: []string{"17"}}, "fp", nil, nil))
-	mustT(t, s.RecordRun(ctx, "gone", checkpoint.Run{Started: now.Add(-time.Hour), Finished: now.Add(-time.Hour + 2*time.Second), OK: true, Rows: 5, Sent: 5}))
+	mustT(t, s.RecordRun(ctx, "gone", checkpoint.Run{Started: now.Add(-time.Hour), Finished: now.Add(-time.Hour + 2*time.Second), OK: true, Rows: 5, Sent: 5}, 10))
 	mustT(t, s.AddRequests(ctx, budget.Month(now), 412))
 	mustT(t, s.SaveTurn(ctx, checkpoint.Turn{Sync: "people", LastSend: now.Add(-10 * time.Minute), LastCost: 1}))
 	mustT(t, s.SaveTurn(ctx, checkpoint.Turn{Sync: "gone", WaitingSince: now.Add(-5 * time.Minute), WaitingRows: 7,
