@@ -80,7 +80,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 		// Every attempt, polls included, is metered against the monthly
 		// budget (kept in the checkpoint store, so restarts and replicas
 		// share the count) and counted in the request metrics.
-		Meter:     a.budget.Meter,
+		Meter:     countingMeter(a.budget.Meter),
 		OnRequest: a.metrics.ObserveRequest,
 	})
 	if err != nil {
@@ -154,14 +154,18 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 		if sy.Observer != nil {
 			sy.Observer.PassFinished(sum, err)
 		}
+		a.observer.recordPass(newPassRecord(name, start, time.Now(), sum, 0, err))
 		return sum, false, err
 	}
 	if !ok {
 		return sum, false, nil
 	}
 	defer release()
-	sum, err = sy.Once(ctx)
-	return sum, true, explain(err)
+	pctx, requests := countRequests(ctx)
+	sum, err = sy.Once(pctx)
+	err = explain(err)
+	a.observer.recordPass(newPassRecord(name, start, time.Now(), sum, requests.load(), err))
+	return sum, true, err
 }
 
 // selectSyncs returns the syncs a --sync flag names: all of them when name

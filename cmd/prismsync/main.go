@@ -60,6 +60,7 @@ Usage:
   prismsync backfill --sync NAME re-send a sync's rows (all, or --from/--to), keeping the live checkpoint
   prismsync rejects              list rows that were not delivered, with their reasons
   prismsync status [--json]      one row per sync: checkpoint, last run, in flight, rejects, requests used
+  prismsync history [--sync NAME] the last passes of each sync: result, rows, requests, checkpoint
   prismsync healthcheck          exit 0 when the local /healthz answers (Docker HEALTHCHECK)
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
   prismsync preview --sync NAME  print the request bodies the next pass would send (sends nothing)
@@ -100,6 +101,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runRejects(ctx, rest, env, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, env, stdout, stderr)
+	case "history":
+		return runHistory(ctx, rest, env, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":

@@ -1,16 +1,15 @@
 package main
 
 import (
-	"time"
-
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
 
-// opsObserver is what the engine reports to: the telemetry observer plus a
-// record of each pass for "prismsync status". newApp builds it. Observer
-// methods must not do I/O, so passes are queued for the writer startOps
+// opsObserver is what the engine reports to: the telemetry observer, plus
+// the queue of passes (app.runPass records each) for the run history.
+// newApp builds it. Observer methods must not do I/O, and neither may a
+// pass wait for the store, so passes are queued for the writer startOps
 // starts (recordRuns, in ops.go). A command that starts no ops (backfill,
 // rejects --retry) records no runs: nothing drains its queue, and a full
 // queue drops records rather than block.
@@ -35,21 +34,19 @@ var _ connector.Observer = (*opsObserver)(nil)
 
 // PassFinished implements connector.Observer.
 func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
-	err = explain(err) // for /readyz and status, as in the log
-	o.Metrics.PassFinished(sum, err)
-	end := time.Now()
-	r := checkpoint.Run{Started: end.Add(-sum.Duration), Finished: end, OK: err == nil, Rows: sum.Rows, Sent: sum.Sent}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	select {
-	case o.runs <- runRecord{sum.Sync, r}:
-	default:
-		// The store is slow or down; the next pass records again. Never
-		// block the engine for status bookkeeping.
-	}
+	o.Metrics.PassFinished(sum, explain(err)) // for /readyz, as in the log
 	select {
 	case o.passed <- struct{}{}:
 	default: // a refresh is already due
+	}
+}
+
+// recordPass queues a pass for the run history.
+func (o *opsObserver) recordPass(p passRecord) {
+	select {
+	case o.runs <- runRecord{p.sync, p.run}:
+	default:
+		// The store is slow or down; the next pass records again. Never
+		// block the engine for status bookkeeping.
 	}
 }

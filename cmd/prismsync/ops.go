@@ -218,7 +218,7 @@ func recordRuns(ctx context.Context, a *app) {
 		}
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeOpTimeout)
 		defer cancel()
-		if err := a.store.RecordRun(wctx, rr.sync, rr.run, 1000); err != nil {
+		if err := a.store.RecordRun(wctx, rr.sync, rr.run, a.cfg.HistoryKeep); err != nil {
 			a.log.Warn("recording the pass for status failed", "sync", rr.sync, "err", err)
 		}
 	}

@@ -91,7 +91,7 @@ func fileApp(t *testing.T, httpAddr string) (*app, checkpoint.Store) {
 	mustT(t, err)
 	t.Cleanup(func() { store.Close() })
 	m := telemetry.New(telemetry.Options{})
-	cfg := &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000, BudgetReserve: "5%"}
+	cfg := &Config{HTTPAddr: httpAddr, MonthlyRequests: 1000, BudgetReserve: "5%", HistoryKeep: 1000}
 	log := slog.New(slog.DiscardHandler)
 	return &app{
 		cfg:      cfg,
@@ -135,7 +135,6 @@ func TestOpsLifecycle(t *testing.T) {
 
 	// The budget gauges show the store's count (every replica's) and the
 	// plan; the client's hooks meter a request and count it in the metrics.
-	var obs connector.Observer = a.observer
 	eventually(t, "the budget in /metrics", func() bool {
 		_, body := httpGet(t, base+"/metrics")
 		return strings.Contains(body, "prismsync_budget_used_requests 7") &&
@@ -153,11 +152,12 @@ func TestOpsLifecycle(t *testing.T) {
 		t.Errorf("request not in /metrics:\n%s", body)
 	}
 
-	// A pass is recorded in the store for status.
-	obs.PassFinished(connector.Summary{Sync: "people", Rows: 3, Sent: 2, Duration: time.Second}, nil)
+	// A pass is recorded in the store for status and the history.
+	start := time.Now()
+	a.observer.recordPass(newPassRecord("people", start, start.Add(time.Second), connector.Summary{Sync: "people", Rows: 3, Sent: 2}, 4, nil))
 	eventually(t, "the run record", func() bool {
 		r, ok, err := store.LastRun(ctx, "people")
-		return err == nil && ok && r.OK && r.Rows == 3 && r.Sent == 2 && r.Finished.Sub(r.Started) == time.Second
+		return err == nil && ok && r.OK && r.Rows == 3 && r.Sent == 2 && r.Requests == 4 && r.Finished.Sub(r.Started) == time.Second
 	})
 
 	// First signal: STOPPING=1, not ready, still alive (batches drain).
@@ -170,7 +170,7 @@ func TestOpsLifecycle(t *testing.T) {
 		t.Errorf("/healthz while draining = %d", code)
 	}
 	// The pass that ends during the drain is still recorded: stop flushes.
-	obs.PassFinished(connector.Summary{Sync: "people", Rows: 1}, errors.New("sync people: interrupted"))
+	a.observer.recordPass(newPassRecord("people", start, time.Now(), connector.Summary{Sync: "people", Rows: 1}, 0, errors.New("sync people: interrupted")))
 	o.stop()
 	o.stop() // twice is harmless
 	r, ok, err := store.LastRun(ctx, "people")
