@@ -44,7 +44,7 @@ Examples:
 `
 
 func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("backfill", backfillHelp, stderr)
+	fs := newFlagSet("backfill", backfillHelp, stdout, stderr)
 	name := fs.String("sync", "", "the sync to backfill (required)")
 	from := fs.String("from", "", "lowest cursor value to send (inclusive)")
 	to := fs.String("to", "", "highest cursor value to send (inclusive)")
@@ -52,11 +52,11 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	yes := fs.Bool("yes", false, "do not ask for confirmation")
 	force := fs.Bool("force", false, "send rows even when their object is unchanged since Micro last confirmed it")
 	dryRun := fs.Bool("dry-run", false, "print what the backfill would cost (rows, batches, requests) against the month's budget, and send nothing")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	if *name == "" {
-		fs.Usage()
+		fs.usage()
 		return &usageError{errors.New("backfill needs --sync NAME")}
 	}
 	a, err := newApp(ctx, env, stderr)
@@ -102,7 +102,9 @@ func runBackfill(ctx context.Context, args []string, env envconfig.Lookuper, std
 	fmt.Fprintln(stderr, est)
 	tty := isTerminal(stderr)
 	if !*yes {
-		if !tty {
+		// Only a person can answer the question: both the answer's stream
+		// and the question's must be a terminal.
+		if !tty || !isTerminal(stdin) {
 			return &usageError{errors.New("backfill re-sends rows to Micro; pass --yes to confirm when not on a terminal")}
 		}
 		fmt.Fprintf(stderr, "Re-send about %d rows of sync %s to Micro? [y/N] ", total, *name)

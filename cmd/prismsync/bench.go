@@ -37,7 +37,7 @@ Flags:
 `
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("bench", benchHelp, stderr)
+	fs := newFlagSet("bench", benchHelp, stdout, stderr)
 	var c bench.Config
 	fs.IntVar(&c.Rows, "rows", 1_000_000, "rows to seed")
 	fs.IntVar(&c.Batch, "batch", 5000, "batch size")
@@ -48,7 +48,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&c.RateLimit, "rate-limit", 0, "client rate limit, requests/s; -1 = off")
 	fs.IntVar(&c.Threshold, "sync-threshold", prismtest.DefaultSyncThreshold, "fake's sync/async threshold, objects")
 	fs.StringVar(&c.Profile, "profile", "", "directory for pprof files")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	switch {

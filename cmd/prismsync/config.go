@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"reflect"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/lmittmann/tint"
 	"github.com/robfig/cron/v3"
 	"github.com/sethvargo/go-envconfig"
+	"golang.org/x/term"
 
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/connector/budget"
@@ -63,11 +65,14 @@ type needs struct{ db, api bool }
 // loadConfig reads the environment through lookup and reports every missing
 // or malformed variable in one error, so an operator fixes them all at once.
 func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Config, error) {
+	// go-envconfig stops at the first variable it cannot parse and names
+	// it by its Go field; check each variable alone first, so the error
+	// lists every one by its name, and read the rest over the defaults.
+	problems, bad := checkVariables(ctx, lookup)
 	var cfg Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: lookup}); err != nil {
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &cfg, Lookuper: without(lookup, bad)}); err != nil {
 		return nil, &usageError{fmt.Errorf("environment: %w", err)}
 	}
-	var problems []string
 	fromFile := func(name string, val *string, file string) {
 		if file == "" {
 			return
@@ -143,6 +148,56 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	return &cfg, nil
 }
 
+// checkVariables parses each variable of Config on its own, with
+// go-envconfig itself (a struct of that one field), and describes every
+// one it cannot parse by its environment name; bad lists those names.
+func checkVariables(ctx context.Context, lookup envconfig.Lookuper) (problems []string, bad map[string]bool) {
+	bad = map[string]bool{}
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if envconfig.ProcessWith(ctx, &envconfig.Config{Target: one.Interface(), Lookuper: lookup}) == nil {
+			continue
+		}
+		bad[name] = true
+		val, _ := lookup.Lookup(name)
+		problems = append(problems, fmt.Sprintf("%s=%q: want %s", name, val, kindOf(f.Type)))
+	}
+	return problems, bad
+}
+
+// kindOf says what a variable of type t must hold.
+func kindOf(t reflect.Type) string {
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return "a duration with a unit, such as 30s, 5m or 1h"
+	case t.Kind() == reflect.Bool:
+		return "true or false"
+	case t.Kind() == reflect.Int:
+		return "a whole number"
+	case t.Kind() == reflect.Float64:
+		return "a number"
+	default:
+		return "a " + t.String()
+	}
+}
+
+// without hides the variables in names from lookup, so they take their
+// defaults while the others are checked.
+func without(lookup envconfig.Lookuper, names map[string]bool) envconfig.Lookuper {
+	if len(names) == 0 {
+		return lookup
+	}
+	return envconfig.LookuperFunc(func(key string) (string, bool) {
+		if names[key] {
+			return "", false
+		}
+		return lookup.Lookup(key)
+	})
+}
+
 // explain adds to an engine or API error the variables the operator sets to
 // fix it: the lower packages speak of their own settings and of the API's
 // answers, cmd knows the variables. It is safe to apply more than once.
@@ -197,14 +252,21 @@ func newLogger(w io.Writer, level, format string) *slog.Logger {
 	if format == "text" {
 		return slog.New(tint.NewTextHandler(w, &tint.Options{Level: lvl, TimeFormat: time.TimeOnly, NoColor: !isTerminal(w)}))
 	}
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl}))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: durationSeconds}))
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
+// durationSeconds writes durations as seconds (41.2), which log collectors
+// can compute with, instead of slog's nanoseconds.
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.Float64Value(a.Value.Duration().Seconds())
 	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return a
+}
+
+// isTerminal reports whether w is a terminal (a character device such as
+// /dev/null is not).
+func isTerminal(w any) bool {
+	f, ok := w.(interface{ Fd() uintptr })
+	return ok && term.IsTerminal(int(f.Fd()))
 }

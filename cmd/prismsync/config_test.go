@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/connector/budget"
@@ -106,5 +110,48 @@ func TestConfigHint(t *testing.T) {
 	logSummary(slog.New(slog.NewJSONHandler(&logs, nil)), connector.Summary{Sync: "people"}, &prism.APIError{Op: "import", Status: 403})
 	if !strings.Contains(logs.String(), `"msg":"pass failed"`) || !strings.Contains(logs.String(), "check MICRO_API_KEY / MICRO_TEAM_ID") {
 		t.Errorf("pass failed line without the hint: %s", logs.String())
+	}
+}
+
+// Every variable that does not parse is named, by its environment name, in
+// one message with the other problems.
+func TestConfigNamesEveryBadVariable(t *testing.T) {
+	env := map[string]string{"SHUTDOWN_TIMEOUT": "30", "FINGERPRINTS": "yes", "MAX_INFLIGHT": "four", "LOG_FORMAT": "xml"}
+	_, err := loadConfig(context.Background(), envconfig.MapLookuper(env), needs{db: true})
+	if exitCode(err) != exitUsage {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	for _, want := range []string{`SHUTDOWN_TIMEOUT="30"`, "a duration with a unit", `FINGERPRINTS="yes"`, "true or false",
+		`MAX_INFLIGHT="four"`, "a whole number", `LOG_FORMAT "xml"`, "missing DATABASE_URL"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "ShutdownTimeout") || strings.Count(err.Error(), "configuration:") != 1 {
+		t.Errorf("error names Go fields or is more than one message: %v", err)
+	}
+}
+
+func TestJSONLogDurationsInSeconds(t *testing.T) {
+	var buf bytes.Buffer
+	newLogger(&buf, "info", "json").Info("pass done", "duration", 1500*time.Millisecond)
+	if !strings.Contains(buf.String(), `"duration":1.5`) {
+		t.Errorf("log line: %s", buf.String())
+	}
+}
+
+// /dev/null is a character device but no terminal: backfill must not ask
+// it a question, nor colour logs for it.
+func TestDevNullIsNoTerminal(t *testing.T) {
+	f, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if isTerminal(f) {
+		t.Error("/dev/null taken for a terminal")
+	}
+	if isTerminal(&bytes.Buffer{}) {
+		t.Error("a buffer taken for a terminal")
 	}
 }

@@ -52,9 +52,9 @@ const demoMapping = `syncs:
 `
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("demo", demoHelp, stderr)
+	fs := newFlagSet("demo", demoHelp, stdout, stderr)
 	nrows := fs.Int("rows", 2000, "rows to seed")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	if *nrows < 1 {

@@ -25,10 +25,10 @@ Examples:
 `
 
 func runHealthcheck(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := newFlagSet("healthcheck", healthcheckHelp, stderr)
+	fs := newFlagSet("healthcheck", healthcheckHelp, stdout, stderr)
 	addrFlag := fs.String("addr", "", "address of the ops endpoint (default: HTTP_ADDR)")
 	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	// Only HTTP_ADDR matters here: the probe must not fail because, say, a

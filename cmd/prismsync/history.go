@@ -44,11 +44,11 @@ Examples:
 `
 
 func runHistory(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := newFlagSet("history", historyHelp, stderr)
+	fs := newFlagSet("history", historyHelp, stdout, stderr)
 	only := fs.String("sync", "", "only this sync's passes")
 	limit := fs.Int("limit", 20, "at most this many passes (0 = all kept)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	if *limit < 0 {

@@ -18,6 +18,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/sethvargo/go-envconfig"
@@ -66,10 +68,11 @@ Usage:
   prismsync preview --sync NAME  print the request bodies the next pass would send (sends nothing)
   prismsync demo                 zero-configuration demo: throwaway PostgreSQL + fake API
   prismsync bench                measure throughput, memory and API requests on a throwaway PostgreSQL
-  prismsync version              print the version
+  prismsync version              print the version (also: prismsync --version)
 
 Configuration comes from the environment; see config.example.env.
-Run 'prismsync COMMAND --help' for a command's flags.
+Run 'prismsync help COMMAND' (or 'prismsync COMMAND --help') for a
+command's flags, their defaults and examples.
 
 Exit codes: 0 success, 1 a sync failed, 2 bad flags, environment or mapping,
 3 database or checkpoint store unreachable, 4 the month's request budget is
@@ -88,7 +91,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 	}
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "run":
-		return runDaemon(ctx, rest, env, stderr)
+		return runDaemon(ctx, rest, env, stdout, stderr)
 	case "once":
 		return runOnce(ctx, rest, env, stdout, stderr)
 	case "validate":
@@ -111,14 +114,35 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runBench(ctx, rest, stdout, stderr)
 	case bench.FakeAPICommand:
 		return runBenchFakeAPI(ctx, rest, os.Stdin, stdout, stderr)
-	case "version":
+	case "version", "--version", "-version":
+		fs := newFlagSet("version", versionHelp, stdout, stderr)
+		if help, err := fs.parse(rest); help || err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, versionString())
 		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	case "help", "-h", "-help", "--help":
+		if len(rest) == 0 {
+			fmt.Fprint(stdout, usage)
+			return nil
+		}
+		if len(rest) > 1 || !slices.Contains(commands, rest[0]) {
+			fmt.Fprint(stderr, usage)
+			return &usageError{fmt.Errorf("help: no command %q", strings.Join(rest, " "))}
+		}
+		// The command prints its own help, flags and defaults included.
+		return run(ctx, []string{rest[0], "--help"}, env, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return &usageError{fmt.Errorf("unknown command %q", cmd)}
 	}
 }
+
+// commands are the ones usage lists, for "prismsync help CMD".
+var commands = []string{"run", "once", "backfill", "rejects", "status", "history", "healthcheck", "validate", "preview", "demo", "bench", "version"}
+
+const versionHelp = `Usage: prismsync version
+       prismsync --version
+
+Prints the version and the commit prismsync was built from.
+`

@@ -29,9 +29,9 @@ Examples:
 `
 
 func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := newFlagSet("once", onceHelp, stderr)
+	fs := newFlagSet("once", onceHelp, stdout, stderr)
 	only := fs.String("sync", "", "run only the sync with this name")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	a, err := newApp(ctx, env, stderr)

@@ -42,19 +42,18 @@ Examples:
 `
 
 func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fl := newFlagSet("preview", previewHelp, stderr)
+	fl := newFlagSet("preview", previewHelp, stdout, stderr)
 	name := fl.String("sync", "", "the sync to preview (required)")
 	limit := fl.Int("limit", 10, "how many rows to read")
 	where := fl.String("where", "", "SQL boolean expression over the source columns; replaces the checkpoint")
-	if help, err := parseFlags(fl, args); help || err != nil {
+	fl.argHint = "quote the --where expression"
+	if help, err := fl.parse(args); help || err != nil {
 		return err
 	}
 	switch {
 	case *name == "":
-		fl.Usage()
+		fl.usage()
 		return &usageError{errors.New("preview needs --sync NAME")}
-	case fl.NArg() > 0:
-		return &usageError{fmt.Errorf("preview: unexpected argument %q (quote the --where expression)", fl.Arg(0))}
 	case *limit < 1 || *limit > mapping.MaxBatchSize:
 		return &usageError{fmt.Errorf("preview: --limit must be between 1 and %d", mapping.MaxBatchSize)}
 	}

@@ -242,8 +242,8 @@ func TestPreviewUsage(t *testing.T) {
 		}
 	}
 	out, errOut, err := runCmd(t, nil, "preview", "--help")
-	if err != nil || out != "" || !strings.Contains(errOut, "Examples:") {
-		t.Errorf("--help: err %v, stderr:\n%s", err, errOut)
+	if err != nil || errOut != "" || !strings.Contains(out, "Examples:") {
+		t.Errorf("--help: err %v, stdout:\n%s", err, out)
 	}
 	if _, _, err := runCmd(t, map[string]string{"MAPPING_FILE": "x.yaml"}, "preview", "--sync", "x"); exitCode(err) != exitUsage || !strings.Contains(err.Error(), "DATABASE_URL") {
 		t.Errorf("without DATABASE_URL: %v", err)

@@ -38,12 +38,12 @@ Examples:
 `
 
 func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := newFlagSet("rejects", rejectsHelp, stderr)
+	fs := newFlagSet("rejects", rejectsHelp, stdout, stderr)
 	only := fs.String("sync", "", "only this sync's rejects")
 	limit := fs.Int("limit", 100, "at most this many (0 = all)")
 	asJSON := fs.Bool("json", false, "print JSON")
 	retry := fs.Bool("retry", false, "re-send the rejected rows")
-	if help, err := parseFlags(fs, args); help || err != nil {
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	if *retry {

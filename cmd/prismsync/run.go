@@ -29,9 +29,9 @@ Example:
   DATABASE_URL=postgres://... MICRO_API_KEY=... MICRO_TEAM_ID=... prismsync run
 `
 
-func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stderr io.Writer) error {
-	fs := newFlagSet("run", runHelp, stderr)
-	if help, err := parseFlags(fs, args); help || err != nil {
+func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", runHelp, stdout, stderr)
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	a, err := newApp(ctx, env, stderr)

@@ -52,10 +52,10 @@ Examples:
 `
 
 func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	flags := newFlagSet("status", statusHelp, stderr)
+	flags := newFlagSet("status", statusHelp, stdout, stderr)
 	only := flags.String("sync", "", "only this sync")
 	asJSON := flags.Bool("json", false, "print JSON")
-	if help, err := parseFlags(flags, args); help || err != nil {
+	if help, err := flags.parse(args); help || err != nil {
 		return err
 	}
 	cfg, err := loadConfig(ctx, env, needs{})

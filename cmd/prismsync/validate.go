@@ -30,8 +30,8 @@ Examples:
 `
 
 func runValidate(ctx context.Context, args []string, env envconfig.Lookuper, stdout, stderr io.Writer) error {
-	fs := newFlagSet("validate", validateHelp, stderr)
-	if help, err := parseFlags(fs, args); help || err != nil {
+	fs := newFlagSet("validate", validateHelp, stdout, stderr)
+	if help, err := fs.parse(args); help || err != nil {
 		return err
 	}
 	cfg, err := loadConfig(ctx, env, needs{})
