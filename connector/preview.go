@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"slices"
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/mapping"
@@ -14,11 +15,16 @@ type Preview struct {
 	Bodies   [][]byte            // one import request body per batch, byte for byte
 	Invalid  []checkpoint.Reject // rows kept out of the requests, with their reasons
 	Warnings []RowWarning        // values the mapping changed
+	// Unchanged holds the keys of rows left out because Micro already has
+	// their object (with Syncer.Fingerprints set, as a pass would).
+	Unchanged [][]string
 }
 
 // Preview reads up to limit rows of w (normally: after the checkpoint) and
 // builds the request bodies exactly as a pass would, in batches of the
-// sync's batch_size. It takes no lease and changes nothing.
+// sync's batch_size, leaving out rows whose fingerprint says Micro has
+// their object already (when Fingerprints is set). It takes no lease and
+// changes nothing: fingerprints are only read.
 func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	var pv Preview
 	src, enc, err := s.open(ctx)
@@ -39,6 +45,18 @@ func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 		b := s.build(enc, from, rows[:n], warn)
 		rows, from = rows[n:], b.To
 		pv.Invalid = append(pv.Invalid, b.invalid...)
+		all := b.sent
+		if b, err = s.skipUnchanged(ctx, b); err != nil {
+			return pv, err
+		}
+		// skipUnchanged keeps the order: what is missing was skipped.
+		for i, kept := 0, 0; i < len(all); i++ {
+			if kept < len(b.sent) && slices.Equal(b.sent[kept].pos.Key, all[i].pos.Key) {
+				kept++
+				continue
+			}
+			pv.Unchanged = append(pv.Unchanged, all[i].pos.Key)
+		}
 		if len(b.sent) > 0 {
 			pv.Bodies = append(pv.Bodies, b.Body)
 		}

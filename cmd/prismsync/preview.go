@@ -30,7 +30,12 @@ instead of the checkpoint (for example to see how one row would be sent).
 It is your own SQL, applied as WHERE (SQL) around the source, and runs in a
 READ ONLY transaction.
 
-Needs DATABASE_URL (and the checkpoint store), not the MICRO_* variables.
+Rows whose change fingerprint matches the object Micro last confirmed
+(FINGERPRINTS) are left out of the bodies, as a pass leaves them out, and
+listed on stderr as unchanged.
+
+Needs DATABASE_URL (and the checkpoint store, which it only reads: it never
+creates or changes it), not the MICRO_* variables.
 The commit horizon is not applied: the newest rows shown may be sent by a
 later pass rather than the next one.
 
@@ -76,15 +81,31 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	}
 	defer pool.Close()
 
+	// The store is only read: the checkpoint to start after, and the
+	// fingerprints that tell which rows a pass would skip.
+	store, err := openReadStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	var after checkpoint.Position
-	if *where == "" {
-		if after, err = previewPosition(ctx, cfg, s.Name); err != nil {
-			return err
+	if store == nil {
+		fmt.Fprintf(stderr, "sync %s: %s; previewing from the start\n", s.Name, noStoreText(cfg))
+	} else {
+		defer store.Close()
+		if *where == "" {
+			st, err := store.Load(ctx, s.Name)
+			if err != nil {
+				return fmt.Errorf("load checkpoint: %w", err)
+			}
+			after = st.Position
 		}
 	}
 	// The engine builds the bodies, so they are byte for byte what a pass
 	// would send (the preview test compares them with a real pass).
 	sy := &connector.Syncer{Sync: s, DB: pool}
+	if store != nil && cfg.Fingerprints {
+		sy.Fingerprints = store
+	}
 	pv, err := sy.Preview(ctx, connector.Window{After: after, Where: *where, Limit: *limit})
 	if err != nil {
 		var pe *connector.PermanentError
@@ -108,12 +129,19 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 		fmt.Fprintf(stderr, "sync %s: no rows %s; nothing would be sent\n", s.Name, what)
 		return nil
 	}
-	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import, %d invalid (nothing was sent)\n",
-		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid), len(pv.Bodies), s.Target.Object, len(pv.Invalid))
+	unchanged := ""
+	if len(pv.Unchanged) > 0 {
+		unchanged = fmt.Sprintf(", %d unchanged (not sent)", len(pv.Unchanged))
+	}
+	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import%s, %d invalid (nothing was sent)\n",
+		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid)-len(pv.Unchanged), len(pv.Bodies), s.Target.Object, unchanged, len(pv.Invalid))
 	for _, b := range pv.Bodies {
 		if _, err := stdout.Write(append(b, '\n')); err != nil {
 			return fmt.Errorf("write body: %w", err)
 		}
+	}
+	for _, k := range pv.Unchanged {
+		fmt.Fprintf(stderr, "row %s: unchanged: Micro already has this object (its fingerprint matches), a pass skips it\n", keyText(s, k))
 	}
 	for _, r := range pv.Invalid {
 		msg := r.Message
@@ -149,23 +177,4 @@ func keyText(s *mapping.Sync, key []string) string {
 		parts[i] = col + "=" + k
 	}
 	return "(" + strings.Join(parts, ", ") + ")"
-}
-
-// previewPosition loads the sync's live checkpoint without changing the
-// store (a file store is read as a snapshot without the lock a running
-// daemon holds). A store nothing has written yet means "from the start".
-func previewPosition(ctx context.Context, cfg *Config, name string) (checkpoint.Position, error) {
-	store, err := checkpoint.OpenReadOnly(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
-	if errors.Is(err, checkpoint.ErrNoStore) {
-		return checkpoint.Position{}, nil // prismsync never ran against this store
-	}
-	if err != nil {
-		return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
-	}
-	defer store.Close()
-	st, err := store.Load(ctx, name)
-	if err != nil {
-		return checkpoint.Position{}, fmt.Errorf("load checkpoint: %w", err)
-	}
-	return st.Position, nil
 }

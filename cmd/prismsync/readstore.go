@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/connector/budget"
 )
 
 // openReadStore opens the checkpoint store for the commands that only look
@@ -37,3 +38,29 @@ func noStoreText(cfg *Config) string {
 	}
 	return fmt.Sprintf("the checkpoint store does not exist yet (no %s): no sync has run with CHECKPOINT_STORE=%s", where, cfg.CheckpointStore)
 }
+
+// emptyStore is the store nothing has written yet, for status to show the
+// mapping's syncs as never run, and the budget as unused.
+type emptyStore struct{}
+
+var (
+	_ statusStore  = emptyStore{}
+	_ budget.Store = emptyStore{}
+)
+
+func (emptyStore) Syncs(context.Context) ([]string, error) { return nil, nil }
+func (emptyStore) Load(context.Context, string) (checkpoint.State, error) {
+	return checkpoint.State{}, nil
+}
+func (emptyStore) LastRun(context.Context, string) (checkpoint.Run, bool, error) {
+	return checkpoint.Run{}, false, nil
+}
+func (emptyStore) Pending(context.Context, string) ([]checkpoint.Batch, error) { return nil, nil }
+func (emptyStore) CountRejects(context.Context, string) (int, error)           { return 0, nil }
+func (emptyStore) TakeRequests(context.Context, string, int, int) (int, bool, error) {
+	return 0, false, checkpoint.ErrReadOnly
+}
+func (emptyStore) Requests(context.Context, string) (int, error)    { return 0, nil }
+func (emptyStore) Turns(context.Context) ([]checkpoint.Turn, error) { return nil, nil }
+func (emptyStore) SaveTurn(context.Context, checkpoint.Turn) error  { return checkpoint.ErrReadOnly }
+func (emptyStore) Close() error                                     { return nil }

@@ -22,7 +22,9 @@ Lists rows that were not delivered: rows the mapping refused (missing
 required value, failed coercion, duplicate dedupe value in a batch) and rows
 the API refused with a per-row error. The checkpoint moved past them so they
 never block the rows behind them; each is retried automatically when its
-source row changes again. Newest first.
+source row changes again. Newest first. Listing reads the checkpoint store
+only (a role that may only read can run it; with a file: store it reads a
+snapshot, next to a running daemon); it never creates or changes it.
 
 --retry re-sends every rejected row (of NAME, or of all syncs) as it is now
 in the source, e.g. after fixing a property in Micro or the mapping; the
@@ -49,17 +51,21 @@ func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	if *retry {
 		return retryRejects(ctx, *only, env, stdout, stderr)
 	}
-	cfg, err := loadConfig(ctx, env, needs{db: true})
+	cfg, err := loadConfig(ctx, env, needs{})
 	if err != nil {
 		return err
 	}
-	dsn := ""
-	if cfg.CheckpointStore == "postgres" {
-		dsn = cfg.DatabaseURL
-	}
-	store, err := checkpoint.Open(ctx, cfg.CheckpointStore, dsn)
+	// Listing only reads: never create, migrate or lock the store.
+	store, err := openReadStore(ctx, cfg)
 	if err != nil {
-		return &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
+		return err
+	}
+	if store == nil {
+		if *asJSON {
+			return writeRejectsJSON(stdout, nil)
+		}
+		fmt.Fprintf(stdout, "no rejected rows: %s\n", noStoreText(cfg))
+		return nil
 	}
 	defer store.Close()
 	rs, err := store.Rejects(ctx, *only, *limit)

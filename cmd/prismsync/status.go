@@ -31,8 +31,10 @@ left and the reserve, the daemon's pace and next partial send, the projected
 use at the month's end, and the syncs waiting for their turn.
 
 Syncs come from the mapping file (MAPPING_FILE) and the checkpoint store, so a
-sync removed from the mapping still shows. It reads the store only; with a
-file: store it reads a snapshot, so it works next to a running daemon.
+sync removed from the mapping still shows. It reads the store only, and
+never creates or changes it; with a file: store it reads a snapshot, so it
+works next to a running daemon. With no store yet (nothing has run) it says
+so on stderr and shows the mapping's syncs as never run.
 Exit code 0 whenever the store could be read, whatever the syncs' state;
 scripts should read --json, whose shape is stable:
 
@@ -62,9 +64,20 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 	if err != nil {
 		return err
 	}
-	store, err := openStatusStore(ctx, cfg)
-	if err != nil {
+	var store interface {
+		statusStore
+		budget.Store
+		Close() error
+	}
+	switch s, err := openReadStore(ctx, cfg); {
+	case err != nil:
 		return err
+	case s == nil:
+		// Nothing has run here yet: every sync of the mapping, never run.
+		fmt.Fprintf(stderr, "prismsync: %s\n", noStoreText(cfg))
+		store = emptyStore{}
+	default:
+		store = s
 	}
 	defer store.Close()
 
@@ -96,22 +109,6 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 	}
 	writeStatusTable(stdout, rep)
 	return nil
-}
-
-// openStatusStore opens the store for reading only. A file store is read as a
-// snapshot without its lock, which a running daemon holds.
-func openStatusStore(ctx context.Context, cfg *Config) (checkpoint.Store, error) {
-	if !strings.HasPrefix(cfg.CheckpointStore, "file:") && cfg.DatabaseURL == "" {
-		return nil, &usageError{errors.New("configuration: missing DATABASE_URL (the checkpoint store is postgres; see config.example.env)")}
-	}
-	s, err := checkpoint.OpenReadOnly(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
-	if errors.Is(err, checkpoint.ErrNoStore) {
-		return nil, &unreachableError{fmt.Errorf("%w (no sync has run with this CHECKPOINT_STORE yet)", err)}
-	}
-	if err != nil {
-		return nil, &unreachableError{err}
-	}
-	return s, nil
 }
 
 // statusReport is the stable JSON shape of `prismsync status --json`:

@@ -155,8 +155,8 @@ func TestStatusFileStoreNextToDaemon(t *testing.T) {
 	}
 	err = Run(context.Background(), []string{"status"}, envconfig.MapLookuper(map[string]string{
 		"CHECKPOINT_STORE": "file:" + filepath.Join(dir, "absent.json"), "MAPPING_FILE": mf}), &out, &errOut)
-	if exitCode(err) != exitUnreachable || !strings.Contains(err.Error(), "does not exist") {
-		t.Errorf("status with no checkpoint file: %v (exit %d)", err, exitCode(err))
+	if err != nil || !strings.Contains(errOut.String(), "file "+filepath.Join(dir, "absent.json")) || !strings.Contains(errOut.String(), "does not exist yet") {
+		t.Errorf("status with no checkpoint file: %v (exit %d)\n%s", err, exitCode(err), errOut.String())
 	}
 }
 
@@ -175,11 +175,17 @@ func TestStatusPostgresStore(t *testing.T) {
 	checkStatusJSON(t, out.Bytes())
 
 	// A database prismsync never ran against has no store to show; status
-	// says so and leaves the database as it was.
+	// says so, shows the mapping's syncs as never run, and leaves the
+	// database as it was.
 	fresh := pgtest.NewDB(t)
+	out.Reset()
+	errOut.Reset()
 	err = Run(ctx, []string{"status"}, envconfig.MapLookuper(map[string]string{"DATABASE_URL": fresh, "MAPPING_FILE": mf}), &out, &errOut)
-	if exitCode(err) != exitUnreachable || !strings.Contains(err.Error(), "schema prismsync does not exist") {
-		t.Errorf("status on a fresh database: %v (exit %d)", err, exitCode(err))
+	if err != nil || !strings.Contains(errOut.String(), "no schema prismsync in DATABASE_URL") || !strings.Contains(out.String(), "never") {
+		t.Errorf("status on a fresh database: %v (exit %d)\n%s%s", err, exitCode(err), out.String(), errOut.String())
+	}
+	if schemaExists(t, fresh) {
+		t.Error("status created schema prismsync")
 	}
 
 	// Without DATABASE_URL the postgres store cannot be found: a usage error.
