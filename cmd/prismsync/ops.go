@@ -28,6 +28,10 @@ type opsOptions struct {
 	endpoint bool
 	// env reads sd_notify's NOTIFY_SOCKET and WATCHDOG_USEC (os.LookupEnv).
 	env func(string) (string, bool)
+	// progress, when set, is the scheduler's heartbeat: WATCHDOG=1 is
+	// sent only while it beat within WatchdogSec (and while draining
+	// after the first signal, which SHUTDOWN_TIMEOUT bounds).
+	progress *sdnotify.Progress
 }
 
 // ops is what startOps started.
@@ -90,7 +94,14 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 		}
 		if interval, ok := sdnotify.WatchdogInterval(opt.env); ok {
 			wg.Go(func() {
-				n.RunWatchdog(opsCtx, interval, nil, func(err error) { a.log.Warn("sd_notify WATCHDOG failed", "err", err) })
+				alive := func() bool {
+					if ctx.Err() == nil && !opt.progress.Within(interval) {
+						a.log.Warn("the scheduler made no progress within the watchdog interval; not pinging systemd", "interval", interval)
+						return false
+					}
+					return true
+				}
+				n.RunWatchdog(opsCtx, interval, alive, func(err error) { a.log.Warn("sd_notify WATCHDOG failed", "err", err) })
 			})
 		}
 	}

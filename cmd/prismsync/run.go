@@ -13,6 +13,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/mapping"
 )
 
@@ -39,13 +40,37 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 		return err
 	}
 	defer a.close()
-	o, err := startOps(ctx, a, opsOptions{endpoint: true, env: os.LookupEnv})
+	// The watchdog pings only while the scheduler dispatches its jobs: a
+	// heartbeat job of its own, every few seconds, well within WatchdogSec.
+	hb := heartbeat{every: 5 * time.Second, progress: sdnotify.NewProgress(time.Now)}
+	if interval, ok := sdnotify.WatchdogInterval(os.LookupEnv); ok {
+		hb.every = min(hb.every, interval/4)
+	}
+	o, err := startOps(ctx, a, opsOptions{endpoint: true, env: os.LookupEnv, progress: hb.progress})
 	if err != nil {
 		return err
 	}
 	defer o.stop()
-	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass)
+	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass, hb)
 }
+
+// heartbeat is the scheduler's proof of progress for the watchdog: a job
+// the scheduler runs every so often, and each sync's tick, beat progress.
+type heartbeat struct {
+	every    time.Duration
+	progress *sdnotify.Progress // nil: no heartbeat
+}
+
+func (h heartbeat) beat() {
+	if h.progress != nil {
+		h.progress.Beat()
+	}
+}
+
+// every is a cron schedule of a fixed period; cron's own rounds to seconds.
+type every time.Duration
+
+func (e every) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
 
 // passFunc runs one pass of a sync; held is false when another replica
 // holds the sync's lease.
@@ -54,7 +79,7 @@ type passFunc func(ctx context.Context, sy *connector.Syncer) (sum connector.Sum
 // daemon schedules each sync until ctx ends. Work gets its own context, which
 // is cancelled only SHUTDOWN_TIMEOUT after ctx ends, so an in-flight batch
 // can finish and commit.
-func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass passFunc) error {
+func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass passFunc, hb heartbeat) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopping := make(chan struct{})
@@ -74,6 +99,7 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 		sy.Paced, sy.Interval = true, interval(sched, time.Now())
 		var mu sync.Mutex
 		pass := func() {
+			hb.beat()
 			if !mu.TryLock() {
 				log.Warn("previous pass still running; skipping this tick", "sync", s.Name)
 				return
@@ -96,6 +122,9 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 		c.Schedule(sched, cron.FuncJob(pass))
 		wg.Add(1)
 		go func() { defer wg.Done(); pass() }()
+	}
+	if hb.progress != nil && hb.every > 0 {
+		c.Schedule(every(hb.every), cron.FuncJob(hb.beat))
 	}
 	c.Start()
 	log.Info("prismsync running", "syncs", len(syncs), "version", version())

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -90,28 +91,64 @@ func WatchdogInterval(lookup func(string) (string, bool)) (time.Duration, bool) 
 // RunWatchdog sends WATCHDOG=1 every interval/2 (as sd_watchdog_enabled(3)
 // advises, so one late tick does not kill the service) until ctx ends.
 // alive, if not nil, is asked before each ping: returning false skips the
-// ping, so a wedged process is restarted by systemd. Errors go to onErr (may
-// be nil); sending goes on, since systemd may come back.
+// ping, so a wedged process is restarted by systemd (Progress.Within makes
+// one from the work loop's heartbeat). Errors go to onErr (may be nil);
+// sending goes on, since systemd may come back.
 func (n *Notifier) RunWatchdog(ctx context.Context, interval time.Duration, alive func() bool, onErr func(error)) {
 	if !n.Enabled() || interval <= 0 {
 		return
 	}
 	t := time.NewTicker(max(interval/2, time.Millisecond))
 	defer t.Stop()
+	n.watchdog(ctx, t.C, interval/2+time.Millisecond, alive, onErr)
+}
+
+// watchdog is RunWatchdog driven by tick, so tests choose the instants.
+func (n *Notifier) watchdog(ctx context.Context, tick <-chan time.Time, timeout time.Duration, alive func() bool, onErr func(error)) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-tick:
 		}
 		if alive != nil && !alive() {
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, interval/2+time.Millisecond)
+		sctx, cancel := context.WithTimeout(ctx, timeout)
 		err := n.Notify(sctx, Watchdog)
 		cancel()
 		if err != nil && onErr != nil && ctx.Err() == nil {
 			onErr(err)
 		}
 	}
+}
+
+// Progress is the heartbeat of a work loop, for the watchdog: the loop
+// calls Beat whenever it does its work (a scheduler dispatching its jobs),
+// and the watchdog pings only while Within(interval) holds, so a loop that
+// is stuck, not merely a process that still runs a ticker, gets restarted.
+// The zero value is not usable; a nil *Progress is always within.
+type Progress struct {
+	now  func() time.Time
+	last atomic.Int64 // UnixNano of the last Beat; 0 = none yet
+}
+
+// NewProgress returns a Progress reading time from now (time.Now in
+// production), counting its creation as the first beat: a loop just
+// started has not had time to show progress yet.
+func NewProgress(now func() time.Time) *Progress {
+	p := &Progress{now: now}
+	p.Beat()
+	return p
+}
+
+// Beat records progress now.
+func (p *Progress) Beat() { p.last.Store(p.now().UnixNano()) }
+
+// Within reports whether the last Beat was at most d ago.
+func (p *Progress) Within(d time.Duration) bool {
+	if p == nil {
+		return true
+	}
+	return p.now().Sub(time.Unix(0, p.last.Load())) <= d
 }

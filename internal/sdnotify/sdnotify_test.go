@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -193,5 +194,106 @@ func drainUntilQuiet(t *testing.T, ch <-chan string, quiet time.Duration) {
 		case <-time.After(quiet):
 			return
 		}
+	}
+}
+
+// fakeClock is a settable clock for Progress.
+type fakeClock struct{ t atomic.Int64 }
+
+func (c *fakeClock) now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *fakeClock) advance(d time.Duration) { c.t.Add(int64(d)) }
+
+func TestProgress(t *testing.T) {
+	c := &fakeClock{}
+	c.t.Store(time.Date(2026, 11, 2, 10, 0, 0, 0, time.UTC).UnixNano())
+	p := NewProgress(c.now)
+	if !p.Within(time.Minute) {
+		t.Error("a new Progress is not within its interval")
+	}
+	c.advance(time.Minute)
+	if !p.Within(time.Minute) {
+		t.Error("exactly one interval after the beat is not within")
+	}
+	c.advance(time.Nanosecond)
+	if p.Within(time.Minute) {
+		t.Error("past the interval without a beat is still within")
+	}
+	p.Beat()
+	if !p.Within(0) {
+		t.Error("a beat just now is not within 0")
+	}
+	var none *Progress
+	if !none.Within(0) {
+		t.Error("a nil Progress gates the watchdog")
+	}
+}
+
+// The watchdog pings on a tick only while the loop's heartbeat is recent:
+// ticks are sent by the test, the clock is the test's, and what reached
+// the socket is counted once the watchdog has returned.
+func TestWatchdogPingsOnlyWhileProgressing(t *testing.T) {
+	sock := filepath.Join(shortDir(t), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &fakeClock{}
+	p := NewProgress(c.now)
+	const interval = 10 * time.Second
+	tick := make(chan time.Time) // unbuffered: a send returns once the loop took the tick
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		New(sock).watchdog(ctx, tick, time.Second, func() bool { return p.Within(interval) }, func(err error) { t.Error(err) })
+	}()
+	pings := func() int {
+		t.Helper()
+		n := 0
+		buf := make([]byte, 64)
+		for {
+			// Every ping was queued before the watchdog returned; the
+			// deadline only ends the read once the queue is empty (a
+			// deadline already past would fail even a queued read).
+			if err := conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			m, _, err := conn.ReadFromUnix(buf)
+			if err != nil {
+				return n
+			}
+			if string(buf[:m]) != Watchdog {
+				t.Fatalf("got %q", buf[:m])
+			}
+			n++
+		}
+	}
+	steps := []struct {
+		advance time.Duration
+		beat    bool
+	}{
+		{5 * time.Second, false},  // 5s since the start: ping
+		{4 * time.Second, false},  // 9s: ping
+		{2 * time.Second, false},  // 11s, stuck: no ping
+		{time.Hour, false},        // still stuck: no ping
+		{0, true},                 // progress again: ping
+		{10 * time.Second, false}, // 10s after it: ping
+	}
+	for _, s := range steps {
+		c.advance(s.advance)
+		if s.beat {
+			p.Beat()
+		}
+		tick <- time.Time{}
+	}
+	// One more tick after the last step, so the last step's ping was sent
+	// before the watchdog stops (the loop handles ticks one at a time).
+	c.advance(time.Hour)
+	tick <- time.Time{}
+	cancel()
+	<-done
+	if n := pings(); n != 4 {
+		t.Errorf("%d pings for 6 ticks, 2 of them without progress; want 4", n)
 	}
 }
