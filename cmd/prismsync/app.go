@@ -45,6 +45,7 @@ func newApp(ctx context.Context, env envconfig.Lookuper, stderr io.Writer) (*app
 	a := &app{cfg: cfg, log: newLogger(stderr, cfg.LogLevel, cfg.LogFormat)}
 	a.metrics = telemetry.New(telemetry.Options{Version: version(), Commit: commit()})
 	a.observer = newOpsObserver(a.metrics)
+	a.observer.alerts = a.newAlerts()
 	mf, err := mapping.Load(cfg.MappingFile)
 	if err != nil {
 		return nil, &usageError{err}

@@ -50,6 +50,7 @@ type Config struct {
 	MaxDelay        time.Duration `env:"MAX_DELAY"`
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
 	HistoryKeep     int           `env:"HISTORY_KEEP, default=1000"`
+	AlertWebhookURL string        `env:"ALERT_WEBHOOK_URL"`
 }
 
 // newBudget is the request budget the configuration describes, over store.
@@ -138,6 +139,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.MaxJobAttempts < 1 {
 		problems = append(problems, "MAX_JOB_ATTEMPTS must be at least 1")
+	}
+	if err := checkWebhook(cfg.AlertWebhookURL); err != nil {
+		problems = append(problems, err.Error())
 	}
 	if cfg.HistoryKeep < 1 {
 		problems = append(problems, "HISTORY_KEEP must be at least 1 (the last pass is what status shows)")

@@ -3,11 +3,13 @@ package main
 import (
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector"
+	"github.com/prismsync/prismsync/internal/alert"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
 
 // opsObserver is what the engine reports to: the telemetry observer, plus
-// the queue of passes (app.runPass records each) for the run history.
+// the queue of passes (app.runPass records each) for the run history, and
+// the webhook alerts (which queue for their own goroutine).
 // newApp builds it. Observer methods must not do I/O, and neither may a
 // pass wait for the store, so passes are queued for the writer startOps
 // starts (recordRuns, in ops.go). A command that starts no ops (backfill,
@@ -15,7 +17,8 @@ import (
 // queue drops records rather than block.
 type opsObserver struct {
 	*telemetry.Metrics
-	runs chan runRecord
+	runs   chan runRecord
+	alerts *alert.Notifier // nil without ALERT_WEBHOOK_URL
 	// passed is signalled after every pass, so the store-fed gauges are
 	// read again at once (refreshFromStore in ops.go).
 	passed chan struct{}
@@ -41,8 +44,9 @@ func (o *opsObserver) PassFinished(sum connector.Summary, err error) {
 	}
 }
 
-// recordPass queues a pass for the run history.
+// recordPass queues a pass for the run history and the alerts.
 func (o *opsObserver) recordPass(p passRecord) {
+	o.alerts.Observe(alertPass(p))
 	select {
 	case o.runs <- runRecord{p.sync, p.run}:
 	default:

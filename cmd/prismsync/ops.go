@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prismsync/prismsync/connector/budget"
+	"github.com/prismsync/prismsync/internal/alert"
 	"github.com/prismsync/prismsync/internal/sdnotify"
 	"github.com/prismsync/prismsync/internal/telemetry"
 )
@@ -85,6 +86,13 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	}
 
 	wg.Go(func() { recordRuns(opsCtx, a) })
+	if n := a.observer.alerts; n != nil {
+		sctx, cancel := context.WithTimeout(ctx, storeOpTimeout)
+		seedAlerts(sctx, a, n)
+		cancel()
+		wg.Go(func() { n.Run(opsCtx) })
+		a.log.Info("alerts on state changes", "webhook", alert.HostOf(a.cfg.AlertWebhookURL))
+	}
 	wg.Go(func() { refreshFromStore(opsCtx, a) })
 
 	n := sdnotify.FromEnv(opt.env)
