@@ -24,8 +24,8 @@ const (
 // opsOptions says what startOps starts besides the run-record writer and
 // the refresh of the store-fed gauges.
 type opsOptions struct {
-	// endpoint serves /healthz, /readyz and /metrics on HTTP_ADDR (empty
-	// disables it). A one-shot run serves none.
+	// endpoint serves the status page (/), /healthz, /readyz and /metrics
+	// on HTTP_ADDR (empty disables it). A one-shot run serves none.
 	endpoint bool
 	// env reads sd_notify's NOTIFY_SOCKET and WATCHDOG_USEC (os.LookupEnv).
 	env func(string) (string, bool)
@@ -76,13 +76,13 @@ func startOps(ctx context.Context, a *app, opt opsOptions) (*ops, error) {
 	refreshSyncs(ctx, a)
 	if ln != nil {
 		o.addr = ln.Addr().String()
-		h := a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) })
+		h := withStatusPage(a, a.metrics.Handler(func(rctx context.Context) error { return a.ready(ctx, rctx) }))
 		wg.Go(func() {
 			if err := telemetry.ServeListener(opsCtx, ln, h); err != nil {
 				a.log.Error("ops endpoint stopped", "err", err)
 			}
 		})
-		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/healthz /readyz /metrics")
+		a.log.Info("ops endpoint listening", "addr", o.addr, "paths", "/ /healthz /readyz /metrics")
 	}
 
 	wg.Go(func() { recordRuns(opsCtx, a) })
