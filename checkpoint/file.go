@@ -74,7 +74,7 @@ func OpenFile(path string) (*FileStore, error) {
 	if s.runs.seed(s.st.runs) || s.runs.torn {
 		if err := writeHistory(historyPath(path), &s.runs); err != nil {
 			unlockFile(lock)
-			return nil, fmt.Errorf("checkpoint: write %s: %w", historyPath(path), err)
+			return nil, err
 		}
 	}
 	s.st.runs = map[string]fileRun{}
@@ -116,12 +116,18 @@ func (s *FileStore) save(st fileState) error {
 	if err != nil {
 		return fmt.Errorf("checkpoint: encode %s: %w", s.path, err)
 	}
+	return replaceFile(s.path, data)
+}
+
+// replaceFile puts data at path durably: temp file, fsync, rename over the
+// old file, fsync of the directory.
+func replaceFile(path string, data []byte) error {
 	// A fixed temp name is safe because the lock file keeps writers out; a
 	// leftover from a crash is simply overwritten.
-	tmp := s.path + ".tmp"
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("checkpoint: write %s: %w", s.path, err)
+		return fmt.Errorf("checkpoint: write %s: %w", path, err)
 	}
 	_, werr := f.Write(data)
 	if werr == nil {
@@ -132,14 +138,14 @@ func (s *FileStore) save(st fileState) error {
 	}
 	if werr != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("checkpoint: write %s: %w", s.path, werr)
+		return fmt.Errorf("checkpoint: write %s: %w", path, werr)
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
+	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("checkpoint: replace %s: %w", s.path, err)
+		return fmt.Errorf("checkpoint: replace %s: %w", path, err)
 	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
-		return &renamedError{fmt.Errorf("checkpoint: sync directory of %s: %w", s.path, err)}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return &renamedError{fmt.Errorf("checkpoint: sync directory of %s: %w", path, err)}
 	}
 	return nil
 }
@@ -167,17 +173,10 @@ func syncDir(dir string) error {
 // update applies fn to a snapshot and saves it; memory changes only when the
 // file did, so a failed write leaves both as they were (all or nothing).
 func (s *FileStore) update(ctx context.Context, fn func(st *fileState) error) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.lockForWrite(ctx); err != nil {
 		return err
 	}
-	if s.readOnly {
-		return fmt.Errorf("checkpoint: %s: %w", s.path, ErrReadOnly)
-	}
+	defer s.mu.Unlock()
 	next := s.st.clone()
 	if err := fn(&next); err != nil {
 		return err
@@ -189,6 +188,24 @@ func (s *FileStore) update(ctx context.Context, fn func(st *fileState) error) er
 		return err
 	}
 	s.st = next
+	return nil
+}
+
+// lockForWrite takes the write lock of a store that is open and may be
+// written; the caller unlocks s.mu when it returns nil.
+func (s *FileStore) lockForWrite(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	s.mu.Lock()
+	if err := s.usable(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	if s.readOnly {
+		s.mu.Unlock()
+		return fmt.Errorf("checkpoint: %s: %w", s.path, ErrReadOnly)
+	}
 	return nil
 }
 

@@ -168,21 +168,11 @@ func writeHistory(path string, h *fileRuns) error {
 			lines++
 		}
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, buf.Bytes(), 0o600); err != nil {
-		return err
-	}
-	f, err := os.Open(tmp)
-	if err == nil {
-		err = f.Sync()
-		f.Close()
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
+	if err := replaceFile(path, buf.Bytes()); err != nil {
+		var re *renamedError
+		if !errors.As(err, &re) {
+			return err
+		}
 	}
 	h.lines, h.torn = lines, false
 	return nil
@@ -197,17 +187,10 @@ func (s *FileStore) RecordRun(ctx context.Context, sync string, r Run, keep int)
 	if err := checkKeep(sync, keep); err != nil {
 		return err
 	}
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("checkpoint: %w", err)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.lockForWrite(ctx); err != nil {
 		return err
 	}
-	if s.readOnly {
-		return fmt.Errorf("checkpoint: %s: %w", s.path, ErrReadOnly)
-	}
+	defer s.mu.Unlock()
 	r = normRun(r)
 	r.Sync = sync
 	rs := s.runs.bySync[sync]
@@ -231,7 +214,7 @@ func (s *FileStore) RecordRun(ctx context.Context, sync string, r Run, keep int)
 		if err := writeHistory(path, &s.runs); err != nil {
 			// The pass is recorded; the file is only longer than it needs
 			// to be until the next compaction works.
-			return fmt.Errorf("checkpoint: compact %s: %w", path, err)
+			return err
 		}
 	}
 	return nil
