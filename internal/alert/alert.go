@@ -200,9 +200,19 @@ func (n *Notifier) flush(ctx context.Context, pending *Event) {
 // deliver sends ev, retrying with backoff. It returns false when ctx ended
 // before ev was delivered or given up on.
 func (n *Notifier) deliver(ctx context.Context, ev Event) bool {
+	// An attempt under way when ctx ends is not cut short (its answer
+	// would be lost, and the flush would send the event twice); it gets
+	// FlushTimeout more to finish.
+	actx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(n.o.FlushTimeout, cancel)
+		context.AfterFunc(actx, func() { t.Stop() })
+	})
+	defer stop()
 	delay := time.Second
 	for attempt := 1; ; attempt++ {
-		retry, err := n.attempt(ctx, ev)
+		retry, err := n.attempt(actx, ev)
 		switch {
 		case err == nil:
 			return true

@@ -260,3 +260,36 @@ func TestFlushOnStop(t *testing.T) {
 		t.Errorf("flushed %+v", ev)
 	}
 }
+
+// A delivery under way when Run stops is let finish, not cut short and
+// sent again by the flush: the receiver gets the change once.
+func TestStopDuringDelivery(t *testing.T) {
+	var mu sync.Mutex
+	requests := 0
+	entered, release := make(chan struct{}), make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		requests++
+		first := requests == 1
+		mu.Unlock()
+		if first {
+			close(entered)
+			<-release
+		}
+	}))
+	defer srv.Close()
+	n := New(Options{URL: srv.URL})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
+	n.Observe(pass("people", Failing, 1))
+	<-entered
+	cancel()
+	close(release)
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if requests != 1 {
+		t.Errorf("the receiver got %d requests for one change", requests)
+	}
+}
