@@ -241,32 +241,47 @@ func TestWatchdogPingsOnlyWhileProgressing(t *testing.T) {
 	c := &fakeClock{}
 	p := NewProgress(c.now)
 	const interval = 10 * time.Second
-	tick := make(chan time.Time) // unbuffered: a send returns once the loop took the tick
+	// Ticks are taken one at a time, and each tick's check is reported
+	// before the test moves the clock again.
+	tick := make(chan time.Time)
+	checked := make(chan bool)
+	alive := func() bool {
+		ok := p.Within(interval)
+		checked <- ok
+		return ok
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		New(sock).watchdog(ctx, tick, time.Second, func() bool { return p.Within(interval) }, func(err error) { t.Error(err) })
+		New(sock).watchdog(ctx, tick, time.Second, alive, func(err error) { t.Error(err) })
 	}()
+	// pings counts what reached the socket once the watchdog returned: a
+	// marker sent after it is queued behind every ping, so reading up to
+	// the marker reads them all without guessing how long to wait.
 	pings := func() int {
 		t.Helper()
+		if err := New(sock).Notify(context.Background(), "END=1"); err != nil {
+			t.Fatal(err)
+		}
+		if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		n := 0
 		buf := make([]byte, 64)
 		for {
-			// Every ping was queued before the watchdog returned; the
-			// deadline only ends the read once the queue is empty (a
-			// deadline already past would fail even a queued read).
-			if err := conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
-				t.Fatal(err)
-			}
 			m, _, err := conn.ReadFromUnix(buf)
 			if err != nil {
-				return n
+				t.Fatal(err)
 			}
-			if string(buf[:m]) != Watchdog {
+			switch string(buf[:m]) {
+			case "END=1":
+				return n
+			case Watchdog:
+				n++
+			default:
 				t.Fatalf("got %q", buf[:m])
 			}
-			n++
 		}
 	}
 	steps := []struct {
@@ -280,17 +295,22 @@ func TestWatchdogPingsOnlyWhileProgressing(t *testing.T) {
 		{0, true},                 // progress again: ping
 		{10 * time.Second, false}, // 10s after it: ping
 	}
-	for _, s := range steps {
+	want := []bool{true, true, false, false, true, true}
+	for i, s := range steps {
 		c.advance(s.advance)
 		if s.beat {
 			p.Beat()
 		}
 		tick <- time.Time{}
+		if ok := <-checked; ok != want[i] {
+			t.Errorf("step %d: within = %v, want %v", i+1, ok, want[i])
+		}
 	}
-	// One more tick after the last step, so the last step's ping was sent
-	// before the watchdog stops (the loop handles ticks one at a time).
+	// One more tick after the last step: the loop takes it only once the
+	// last step's ping was sent.
 	c.advance(time.Hour)
 	tick <- time.Time{}
+	<-checked
 	cancel()
 	<-done
 	if n := pings(); n != 4 {
