@@ -105,9 +105,11 @@ func TestPostgresFingerprintsMigration(t *testing.T) {
 	must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
 	must(t, s.Close())
 	// Back to version 2: undo migrations 3 (fingerprints), 4 (journal row
-	// keys) and 5 (budget turns).
+	// keys), 5 (budget turns) and 6 (relations).
 	pgExec(t, dsn, `DROP TABLE prismsync.fingerprints; ALTER TABLE prismsync.journal DROP COLUMN row_keys;
-		DROP TABLE prismsync.budget_turns; DELETE FROM prismsync.schema_version WHERE version >= 3`)
+		DROP TABLE prismsync.budget_turns;
+		DROP TABLE prismsync.records, prismsync.relinks; ALTER TABLE prismsync.rejects DROP COLUMN wait_sync, DROP COLUMN wait_key;
+		DELETE FROM prismsync.schema_version WHERE version >= 3`)
 
 	s2, err := Open(ctx, "", dsn)
 	must(t, err)

@@ -913,6 +913,8 @@ func testStore(t *testing.T, h harness) {
 
 	t.Run("Fingerprints", func(t *testing.T) { testFingerprints(t, h) })
 
+	t.Run("Ledger", func(t *testing.T) { testLedger(t, h) })
+
 	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, h) })
 
 	t.Run("ConcurrentUse", func(t *testing.T) {
