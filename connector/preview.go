@@ -13,12 +13,15 @@ type Preview struct {
 	Rows     int                 // rows read
 	Bodies   [][]byte            // one import request body per batch, byte for byte
 	Invalid  []checkpoint.Reject // rows kept out of the requests, with their reasons
+	Deferred []checkpoint.Reject // rows that would wait for another sync's record
 	Warnings []RowWarning        // values the mapping changed
 }
 
 // Preview reads up to limit rows of w (normally: after the checkpoint) and
 // builds the request bodies exactly as a pass would, in batches of the
-// sync's batch_size. It takes no lease and changes nothing.
+// sync's batch_size, links resolved through the Store's record ledger (with
+// no Store, every link is missing and its row would be deferred). It takes
+// no lease and changes nothing.
 func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	var pv Preview
 	src, enc, err := s.open(ctx)
@@ -36,9 +39,13 @@ func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	from := w.After
 	for len(rows) > 0 {
 		n := min(len(rows), s.Sync.BatchSize)
-		b := s.build(enc, from, rows[:n], warn)
+		b, err := s.build(ctx, enc, from, rows[:n], warn)
+		if err != nil {
+			return pv, err
+		}
 		rows, from = rows[n:], b.To
 		pv.Invalid = append(pv.Invalid, b.invalid...)
+		pv.Deferred = append(pv.Deferred, b.deferred...)
 		if len(b.sent) > 0 {
 			pv.Bodies = append(pv.Bodies, b.Body)
 		}
