@@ -47,6 +47,7 @@ type Config struct {
 	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
 	MaxDelay        time.Duration `env:"MAX_DELAY"`
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
+	DeferWarnAfter  time.Duration `env:"DEFER_WARN_AFTER, default=24h"`
 }
 
 // newBudget is the request budget the configuration describes, over store.
@@ -132,6 +133,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.MaxJobAttempts < 1 {
 		problems = append(problems, "MAX_JOB_ATTEMPTS must be at least 1")
+	}
+	if cfg.DeferWarnAfter <= 0 {
+		problems = append(problems, "DEFER_WARN_AFTER must be a positive duration (e.g. 24h)")
 	}
 	if len(problems) > 0 {
 		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}

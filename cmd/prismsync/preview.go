@@ -23,7 +23,9 @@ sync's checkpoint, in the order the engine reads them, maps them, and prints
 the exact import request bodies to stdout, one per line, split into requests
 of the sync's batch_size. Rows the mapping refuses (a missing required value,
 a failed coercion, a dedupe value repeated in one request) are left out of
-the bodies and listed on stderr with their key and reason.
+the bodies and listed on stderr with their key and reason. Links (ref:) carry
+the record ids the checkpoint store's ledger holds; a row whose linked row has
+no record yet is listed as deferred: the pass would keep it back until then.
 
 --where SQL selects rows by a boolean expression over the source's columns
 instead of the checkpoint (for example to see how one row would be sent).
@@ -77,15 +79,28 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	}
 	defer pool.Close()
 
+	store, err := previewStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	var after checkpoint.Position
-	if *where == "" {
-		if after, err = previewPosition(ctx, cfg, s.Name); err != nil {
-			return err
+	if store != nil {
+		defer store.Close()
+		if *where == "" {
+			st, err := store.Load(ctx, s.Name)
+			if err != nil {
+				return fmt.Errorf("load checkpoint: %w", err)
+			}
+			after = st.Position
 		}
 	}
 	// The engine builds the bodies, so they are byte for byte what a pass
-	// would send (the preview test compares them with a real pass).
+	// would send (the preview test compares them with a real pass); links
+	// resolve through the store's record ledger.
 	sy := &connector.Syncer{Sync: s, DB: pool}
+	if store != nil {
+		sy.Store = store
+	}
 	pv, err := sy.Preview(ctx, connector.Window{After: after, Where: *where, Limit: *limit})
 	if err != nil {
 		var pe *connector.PermanentError
@@ -109,8 +124,12 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 		fmt.Fprintf(stderr, "sync %s: no rows %s; nothing would be sent\n", s.Name, what)
 		return nil
 	}
-	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import, %d invalid (nothing was sent)\n",
-		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid), len(pv.Bodies), s.Target.Object, len(pv.Invalid))
+	deferred := ""
+	if len(pv.Deferred) > 0 {
+		deferred = fmt.Sprintf(", %d deferred", len(pv.Deferred))
+	}
+	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import, %d invalid%s (nothing was sent)\n",
+		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid)-len(pv.Deferred), len(pv.Bodies), s.Target.Object, len(pv.Invalid), deferred)
 	for _, b := range pv.Bodies {
 		if _, err := stdout.Write(append(b, '\n')); err != nil {
 			return fmt.Errorf("write body: %w", err)
@@ -122,6 +141,9 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 			msg += " (" + r.Code + ")"
 		}
 		fmt.Fprintf(stderr, "row %s: invalid: %s\n", keyText(s, r.RowKey), msg)
+	}
+	for _, r := range pv.Deferred {
+		fmt.Fprintf(stderr, "row %s: deferred: %s\n", keyText(s, r.RowKey), r.Message)
 	}
 	for _, w := range pv.Warnings {
 		fmt.Fprintf(stderr, "row %s: warning: property %s: %s (%s)\n", keyText(s, w.RowKey), w.Property, w.Message, w.Code)
@@ -152,21 +174,17 @@ func keyText(s *mapping.Sync, key []string) string {
 	return "(" + strings.Join(parts, ", ") + ")"
 }
 
-// previewPosition loads the sync's live checkpoint without changing the
-// store (a file store is read as a snapshot without the lock a running
-// daemon holds). A store nothing has written yet means "from the start".
-func previewPosition(ctx context.Context, cfg *Config, name string) (checkpoint.Position, error) {
+// previewStore opens the checkpoint store without changing it (a file
+// store is read as a snapshot without the lock a running daemon holds),
+// for the sync's live checkpoint and the record ledger. A store nothing has
+// written yet is nil: from the start, and no link has a record.
+func previewStore(ctx context.Context, cfg *Config) (checkpoint.Store, error) {
 	store, err := checkpoint.OpenReadOnly(ctx, cfg.CheckpointStore, cfg.DatabaseURL)
 	if errors.Is(err, checkpoint.ErrNoStore) {
-		return checkpoint.Position{}, nil // prismsync never ran against this store
+		return nil, nil // prismsync never ran against this store
 	}
 	if err != nil {
-		return checkpoint.Position{}, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
+		return nil, &unreachableError{fmt.Errorf("checkpoint store: %w", err)}
 	}
-	defer store.Close()
-	st, err := store.Load(ctx, name)
-	if err != nil {
-		return checkpoint.Position{}, fmt.Errorf("load checkpoint: %w", err)
-	}
-	return st.Position, nil
+	return store, nil
 }
