@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -460,4 +461,27 @@ func FuzzRefs(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReadmeRelationsExample keeps the README's Relations example a valid
+// mapping whose order is what the text says.
+func TestReadmeRelationsExample(t *testing.T) {
+	doc, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Skipf("docs not found: %v", err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## Relations\n")
+	_, block, ok2 := strings.Cut(section, "```yaml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README.md has no yaml block in its Relations section")
+	}
+	f, fs := Parse("README.md", []byte(block))
+	if f == nil {
+		t.Fatalf("the README's Relations example does not parse:\n%s", fs)
+	}
+	people, _ := f.Sync("people")
+	if got := names(Order(f.Syncs)); !slices.Equal(got, []string{"companies", "people"}) || people.Properties[2].Ref != "companies" {
+		t.Errorf("order %v, people %+v", got, people.Properties)
+	}
 }
