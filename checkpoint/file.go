@@ -342,14 +342,9 @@ func (s *FileStore) CommitRecords(ctx context.Context, sync, key string, to Posi
 	if err := checkSync(sync); err != nil {
 		return err
 	}
-	records, err := prepareLedger(RejectOwner(sync), ledger)
+	records, err := prepareCommit(sync, rejects, ledger)
 	if err != nil {
 		return err
-	}
-	for _, r := range rejects {
-		if err := checkReject(sync, r); err != nil {
-			return err
-		}
 	}
 	err = s.update(ctx, func(st *fileState) error {
 		now := stamp(s.now())

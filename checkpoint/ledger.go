@@ -78,6 +78,17 @@ func parseRowKey(e string) ([]string, error) {
 	return out, nil
 }
 
+// prepareCommit checks what a commit writes beyond a position: deferrals
+// whole and record ids that are UUIDs, before anything is written.
+func prepareCommit(sync string, rejects []Reject, l Ledger) (ledgerSave, error) {
+	for _, r := range rejects {
+		if err := checkReject(sync, r); err != nil {
+			return ledgerSave{}, err
+		}
+	}
+	return prepareLedger(RejectOwner(sync), l)
+}
+
 // checkReject keeps a deferral's two fields together.
 func checkReject(sync string, r Reject) error {
 	if (r.WaitSync == "") != (len(r.WaitKey) == 0) {

@@ -276,14 +276,9 @@ func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Positi
 	if err := s.writable(); err != nil {
 		return err
 	}
-	records, err := prepareLedger(RejectOwner(sync), ledger)
+	records, err := prepareCommit(sync, rejects, ledger)
 	if err != nil {
 		return err
-	}
-	for _, r := range rejects {
-		if err := checkReject(sync, r); err != nil {
-			return err
-		}
 	}
 	now := stamp(s.now())
 	b := &pgx.Batch{}

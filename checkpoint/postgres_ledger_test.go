@@ -3,11 +3,8 @@ package checkpoint
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/prismsync/prismsync/internal/pgtest"
 )
@@ -70,42 +67,13 @@ func TestPostgresLedgerIsInTheCommit(t *testing.T) {
 // key (text "1".."n"), committed batch at a time in the given order, and
 // returns pg_total_relation_size('prismsync.records') / n.
 func recordRowCost(t *testing.T, sync string, n, batch int, shuffle bool) float64 {
-	ctx := context.Background()
-	dsn := pgtest.NewDB(t)
-	s, err := Open(ctx, "", dsn)
-	must(t, err)
-	defer s.Close()
-	ids := make([]int, n)
-	for i := range ids {
-		ids[i] = i + 1
-	}
-	if shuffle {
-		rand.New(rand.NewPCG(7, 7)).Shuffle(n, func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
-	}
-	for lo := 0; lo < n; lo += batch {
-		hi := min(lo+batch, n)
-		recs := make([]Record, 0, hi-lo)
-		for _, id := range ids[lo:hi] {
+	return storageCost(t, "records", n, batch, shuffle, func(s Store, ids []int) error {
+		recs := make([]Record, 0, len(ids))
+		for _, id := range ids {
 			recs = append(recs, Record{RowKey: []string{fmt.Sprint(id)}, ID: uuidN(id)})
 		}
-		must(t, s.CommitRecords(ctx, sync, "b", pos(fmt.Sprint(hi)), "", nil, nil, Ledger{Records: recs}))
-	}
-	conn, err := pgx.Connect(ctx, dsn)
-	must(t, err)
-	defer conn.Close(ctx)
-	var (
-		rows, size, heap, index int64
-		version                 string
-	)
-	must(t, conn.QueryRow(ctx, `
-		SELECT count(*), pg_total_relation_size('prismsync.records'), pg_relation_size('prismsync.records'),
-			pg_indexes_size('prismsync.records'), current_setting('server_version')
-		FROM prismsync.records`).Scan(&rows, &size, &heap, &index, &version))
-	if rows != int64(n) {
-		t.Fatalf("%d records stored, want %d", rows, n)
-	}
-	t.Logf("PostgreSQL %s: total %d bytes (heap %d, primary key index %d)", version, size, heap, index)
-	return float64(size) / float64(n)
+		return s.CommitRecords(context.Background(), sync, "b", pos("1"), "", nil, nil, Ledger{Records: recs})
+	})
 }
 
 // TestPostgresRecordStorageCost measures the ledger's size per row that

@@ -500,15 +500,7 @@ func (p *parser) property(k, n *yaml.Node) Property {
 		}
 	}
 	p.propertyMap(&prop, fs, what)
-	if v, ok := fs.get("required"); ok {
-		prop.Required, _ = p.boolean(v, what+".required")
-	}
-	if v, ok := fs.get("omit_null"); ok {
-		prop.OmitNull, _ = p.boolean(v, what+".omit_null")
-		if prop.Required && prop.OmitNull {
-			p.warnf(fs.key("omit_null"), "%s: omit_null has no effect on a required property", what)
-		}
-	}
+	p.nullRules(&prop, fs, what)
 	// Value and template sources have a known kind without a database, so
 	// their transform chain is checked here rather than waiting for Compile.
 	if len(sources) == 1 && (prop.Kind == FromValue || prop.Kind == FromTemplate) {
@@ -568,6 +560,12 @@ func (p *parser) refProperty(prop *Property, fs fields, n *yaml.Node, what strin
 			p.errorf(kn, "%s: %s cannot be used with ref (the value sent is the referenced record's id)", what, k)
 		}
 	}
+	p.nullRules(prop, fs, what)
+}
+
+// nullRules reads required and omit_null, which every kind of property
+// takes.
+func (p *parser) nullRules(prop *Property, fs fields, what string) {
 	if v, ok := fs.get("required"); ok {
 		prop.Required, _ = p.boolean(v, what+".required")
 	}
