@@ -214,7 +214,8 @@ type Overview struct {
 	Position  Position  // zero before the first commit
 	Committed time.Time // time of the last commit; zero if none
 	InFlight  int       // journaled batches, sent or about to be, not yet committed
-	Rejects   int       // rows recorded as rejects
+	Rejects   int       // rows refused by the mapping or the API (deferred rows not included)
+	Deferred  int       // rows waiting for another sync's record (Reject.Deferred)
 	LastRun   Run       // the last recorded pass, if HasRun
 	HasRun    bool
 }

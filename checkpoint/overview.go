@@ -16,10 +16,11 @@ import (
 func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 	rows, err := s.pool.Query(ctx, `
 		WITH j AS (SELECT sync, count(*) AS n FROM prismsync.journal GROUP BY sync),
-		     r AS (SELECT sync, count(*) AS n FROM prismsync.rejects GROUP BY sync),
+		     r AS (SELECT sync, count(*) FILTER (WHERE wait_sync IS NULL) AS n, count(*) FILTER (WHERE wait_sync IS NOT NULL) AS d
+		           FROM prismsync.rejects GROUP BY sync),
 		     names AS (SELECT sync FROM prismsync.positions UNION SELECT sync FROM prismsync.sync_history
 		               UNION SELECT sync FROM prismsync.runs UNION SELECT sync FROM j UNION SELECT sync FROM r)
-		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0),
+		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0), coalesce(r.d, 0),
 		       ru.started_at, ru.finished_at, ru.ok, ru.error, ru.row_count, ru.sent_count
 		FROM names
 		LEFT JOIN prismsync.positions AS p ON p.sync = names.sync
@@ -40,7 +41,7 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 			ok                *bool
 			rowCount, sent    *int
 		)
-		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects,
+		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects, &o.Deferred,
 			&started, &finished, &ok, &runErr, &rowCount, &sent); err != nil {
 			return o, err
 		}
@@ -76,7 +77,14 @@ func (s *FileStore) Overviews(ctx context.Context) ([]Overview, error) {
 		add(maps.Keys(st.journal))
 		add(maps.Keys(st.rejects))
 		for _, name := range slices.Sorted(maps.Keys(names)) {
-			o := Overview{Sync: name, InFlight: len(st.journal[name]), Rejects: len(st.rejects[name])}
+			o := Overview{Sync: name, InFlight: len(st.journal[name])}
+			for _, r := range st.rejects[name] {
+				if r.WaitSync != "" {
+					o.Deferred++
+				} else {
+					o.Rejects++
+				}
+			}
 			if p, ok := st.positions[name]; ok {
 				o.Position = Position{Cursor: p.Position.Cursor, Key: normKey(p.Position.Key)}
 				o.Committed = p.UpdatedAt.UTC()
