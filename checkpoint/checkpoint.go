@@ -63,9 +63,11 @@ type Batch struct {
 	RowKeys [][]string
 }
 
-// Reject is a row the API refused. Rows are identified by their key values
-// (PostgreSQL text representations), so a row rejected again on a later run
-// updates the same record.
+// Reject is a row that was not delivered: refused by the mapping or the
+// API, or deferred because it links to a row of another sync that has no
+// Micro record yet. Rows are identified by their key values (PostgreSQL text
+// representations), so a row rejected again on a later run updates the same
+// record.
 type Reject struct {
 	Sync      string
 	RowKey    []string
@@ -75,6 +77,45 @@ type Reject struct {
 	Attempts  int
 	FirstSeen time.Time
 	LastSeen  time.Time
+	// WaitSync and WaitKey are set for a deferred row: it is sent once the
+	// row WaitKey of sync WaitSync has a record in the ledger.
+	WaitSync string
+	WaitKey  []string
+}
+
+// Deferred reports whether r is a row waiting for another sync's record
+// rather than a row that was refused.
+func (r Reject) Deferred() bool { return r.WaitSync != "" }
+
+// Record is what a delivered row became in Micro: the id the import result
+// returned for it, for a created record and a dedupe match alike.
+type Record struct {
+	RowKey []string
+	ID     string // a UUID, canonical form
+}
+
+// RecordRef names a row of a sync whose record id a lookup wants.
+type RecordRef struct {
+	Sync   string
+	RowKey []string
+}
+
+// Ledger is what a commit adds to the record ledger.
+type Ledger struct {
+	Records []Record
+	// Referrers are the syncs whose rows link to this sync's records. When
+	// a record id replaces another one (the record was re-created), each
+	// referrer gets a Relink of that row, so that its rows that link to the
+	// old record are sent again.
+	Referrers []string
+}
+
+// Relink says that the record of row RowKey of sync RefSync was replaced
+// at Since: the rows that link to it must be sent again.
+type Relink struct {
+	RefSync string
+	RowKey  []string
+	Since   time.Time
 }
 
 // Store is the concrete surface both implementations offer. The engine
@@ -95,10 +136,29 @@ type Store interface {
 	// and fingerprint, counts the batch, upserts rejects and deletes the
 	// rejects whose RowKey is in resolved.
 	Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error
-	// Rejects lists rejects of sync ("" = all syncs), most recently seen
-	// first; limit <= 0 means no limit.
+	// CommitRecords is Commit that also, in the same transaction, writes
+	// the ledger's records (replacing a row's older id) and queues a Relink
+	// for each referrer of a row whose id was replaced. Records and rejects
+	// belong to RejectOwner(sync). An ID that is not a canonical UUID is an
+	// error.
+	CommitRecords(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string, ledger Ledger) error
+	// RecordIDs returns the ledger's record id for each ref ("" when none),
+	// aligned with refs, in one round trip.
+	RecordIDs(ctx context.Context, refs []RecordRef) ([]string, error)
+	// Deferred lists the deferred rows of sync, oldest first.
+	Deferred(ctx context.Context, sync string) ([]Reject, error)
+	// CountDeferred counts the deferred rows of sync ("" = all syncs).
+	CountDeferred(ctx context.Context, sync string) (int, error)
+	// Relinks lists the relinks queued for sync.
+	Relinks(ctx context.Context, sync string) ([]Relink, error)
+	// DropRelinks removes the given relinks of sync, unless one was queued
+	// again after its Since.
+	DropRelinks(ctx context.Context, sync string, relinks []Relink) error
+	// Rejects lists rejects of sync ("" = all syncs), deferred rows
+	// included, most recently seen first; limit <= 0 means no limit.
 	Rejects(ctx context.Context, sync string, limit int) ([]Reject, error)
-	// CountRejects counts rejects of sync ("" = all syncs).
+	// CountRejects counts rejects of sync ("" = all syncs), deferred rows
+	// included.
 	CountRejects(ctx context.Context, sync string) (int, error)
 	// Syncs lists the syncs that have a position or a commit history, sorted.
 	Syncs(ctx context.Context) ([]string, error)
@@ -108,8 +168,8 @@ type Store interface {
 	// replica's metrics show.
 	Overviews(ctx context.Context) ([]Overview, error)
 	// Forget deletes everything stored about sync: position, history,
-	// journal, rejects, change fingerprints and its last run. It is the
-	// deliberate way to start a sync over.
+	// journal, rejects, change fingerprints, records, relinks and its last
+	// run. It is the deliberate way to start a sync over.
 	Forget(ctx context.Context, sync string) error
 
 	// Fingerprints returns the stored hash for each row key (nil when none),
@@ -160,7 +220,8 @@ type Overview struct {
 	Position  Position  // zero before the first commit
 	Committed time.Time // time of the last commit; zero if none
 	InFlight  int       // journaled batches, sent or about to be, not yet committed
-	Rejects   int       // rows recorded as rejects
+	Rejects   int       // rows refused by the mapping or the API (deferred rows not included)
+	Deferred  int       // rows waiting for another sync's record (Reject.Deferred)
 	LastRun   Run       // the last recorded pass, if HasRun
 	HasRun    bool
 }

@@ -368,13 +368,22 @@ func dropJournal(st *fileState, sync, key string) {
 	}
 }
 
-// Commit implements Store with one rename. Resolved keys are deleted before
-// rejects are upserted, so a row in both ends up rejected.
+// Commit implements Store: CommitRecords without records.
 func (s *FileStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
+	return s.CommitRecords(ctx, sync, key, to, fingerprint, rejects, resolved, Ledger{})
+}
+
+// CommitRecords implements Store with one rename. Resolved keys are deleted
+// before rejects are upserted, so a row in both ends up rejected.
+func (s *FileStore) CommitRecords(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string, ledger Ledger) error {
 	if err := checkSync(sync); err != nil {
 		return err
 	}
-	err := s.update(ctx, func(st *fileState) error {
+	records, err := prepareCommit(sync, rejects, ledger)
+	if err != nil {
+		return err
+	}
+	err = s.update(ctx, func(st *fileState) error {
 		now := stamp(s.now())
 		dropJournal(st, sync, key)
 		p := st.positions[sync]
@@ -386,10 +395,11 @@ func (s *FileStore) Commit(ctx context.Context, sync, key string, to Position, f
 		h.Commits++
 		h.LastCommit = now
 		st.history[sync] = h
+		owner := RejectOwner(sync)
+		saveRecords(st, owner, records, now)
 		if len(resolved) == 0 && len(rejects) == 0 {
 			return nil
 		}
-		owner := RejectOwner(sync)
 		m := maps.Clone(st.rejects[owner])
 		if m == nil {
 			m = map[string]fileReject{}
@@ -407,8 +417,9 @@ func (s *FileStore) Commit(ctx context.Context, sync, key string, to Position, f
 				last = stamp(r.LastSeen)
 			}
 			fr := fileReject{RowKey: normKey(r.RowKey), Code: cleanText(r.Code), Message: cleanText(r.Message),
-				Payload: slices.Clone(r.Payload), Attempts: max(r.Attempts, 1), FirstSeen: first, LastSeen: last}
-			if old, ok := m[k]; ok {
+				Payload: slices.Clone(r.Payload), Attempts: max(r.Attempts, 1), FirstSeen: first, LastSeen: last,
+				WaitSync: r.WaitSync, WaitKey: normKey(r.WaitKey)}
+			if old, ok := m[k]; ok && sameKind(old.reject(""), r) {
 				fr.Attempts = old.Attempts + 1
 				fr.FirstSeen = old.FirstSeen
 			}
@@ -436,8 +447,7 @@ func (s *FileStore) Rejects(ctx context.Context, sync string, limit int) ([]Reje
 				continue
 			}
 			for _, r := range m {
-				out = append(out, Reject{Sync: sy, RowKey: normKey(r.RowKey), Code: r.Code, Message: r.Message,
-					Payload: slices.Clone(r.Payload), Attempts: r.Attempts, FirstSeen: r.FirstSeen.UTC(), LastSeen: r.LastSeen.UTC()})
+				out = append(out, r.reject(sy))
 			}
 		}
 		return nil
@@ -497,6 +507,8 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.runs, sync)
 		delete(st.fingerprints, sync)
 		delete(st.turns, sync)
+		delete(st.records, sync)
+		delete(st.relinks, sync)
 		return nil
 	})
 	if err != nil {

@@ -27,7 +27,12 @@ type fileState struct {
 	// place either.
 	fingerprints map[string]map[string][]byte
 	turns        map[string]fileTurn
-	nextSeq      int64
+	// records per sync, by fingerprintKey: the ledger's record ids.
+	records map[string]map[string]string
+	// relinks per sync, by the referenced sync and fingerprintKey joined
+	// with NUL (relinkKey).
+	relinks map[string]map[string]fileRelink
+	nextSeq int64
 }
 
 func emptyState() fileState {
@@ -40,6 +45,8 @@ func emptyState() fileState {
 		requests:     map[string]int{},
 		fingerprints: map[string]map[string][]byte{},
 		turns:        map[string]fileTurn{},
+		records:      map[string]map[string]string{},
+		relinks:      map[string]map[string]fileRelink{},
 		nextSeq:      1,
 	}
 }
@@ -54,6 +61,8 @@ func (st fileState) clone() fileState {
 		requests:     maps.Clone(st.requests),
 		fingerprints: maps.Clone(st.fingerprints),
 		turns:        maps.Clone(st.turns),
+		records:      maps.Clone(st.records),
+		relinks:      maps.Clone(st.relinks),
 		nextSeq:      st.nextSeq,
 	}
 }
@@ -76,7 +85,22 @@ type fileDoc struct {
 	// The request budget's turn per sync. An older prismsync drops them;
 	// the pace then starts over from that version's first send.
 	Turns map[string]fileTurn `json:"turns,omitempty"`
+	// The record ledger, per sync: fingerprintKey -> record id. An older
+	// prismsync drops it; rows that link to those records then wait until
+	// their referenced rows are delivered again.
+	Records map[string]map[string]string `json:"records,omitempty"`
+	// Relinks per sync. An older prismsync drops them; rows that link to a
+	// re-created record then keep the old link until they change.
+	Relinks map[string][]fileRelink `json:"relinks,omitempty"`
 }
+
+type fileRelink struct {
+	RefSync string    `json:"ref_sync"`
+	RowKey  string    `json:"row_key"` // fingerprintKey
+	Since   time.Time `json:"since"`
+}
+
+func relinkKey(refSync, encKey string) string { return refSync + "\x00" + encKey }
 
 type fileTurn struct {
 	LastSend     time.Time     `json:"last_send,omitzero"`
@@ -132,6 +156,11 @@ type fileReject struct {
 	Attempts  int       `json:"attempts"`
 	FirstSeen time.Time `json:"first_seen"`
 	LastSeen  time.Time `json:"last_seen"`
+	// A deferred row (added within version 1; an older prismsync reads it
+	// as a reject with code missing_reference and retries it when it
+	// changes).
+	WaitSync string   `json:"wait_sync,omitempty"`
+	WaitKey  []string `json:"wait_key,omitempty"`
 }
 
 // decodeFile parses a checkpoint document. Errors wrap ErrCorrupt or
@@ -217,13 +246,36 @@ func decodeFile(data []byte) (fileState, error) {
 		}
 		st.turns[sync] = t
 	}
+	for sync, m := range doc.Records {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: records with an empty sync name", ErrCorrupt)
+		}
+		if len(m) > 0 {
+			st.records[sync] = m
+		}
+	}
+	for sync, rs := range doc.Relinks {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: relinks with an empty sync name", ErrCorrupt)
+		}
+		m := make(map[string]fileRelink, len(rs))
+		for _, r := range rs {
+			if _, err := parseRowKey(r.RowKey); err != nil || r.RefSync == "" {
+				return fileState{}, fmt.Errorf("%w: relink %q of sync %q", ErrCorrupt, r.RowKey, sync)
+			}
+			m[relinkKey(r.RefSync, r.RowKey)] = r
+		}
+		if len(m) > 0 {
+			st.relinks[sync] = m
+		}
+	}
 	for sync, rs := range doc.Rejects {
 		if sync == "" {
 			return fileState{}, fmt.Errorf("%w: rejects with an empty sync name", ErrCorrupt)
 		}
 		m := make(map[string]fileReject, len(rs))
 		for _, r := range rs {
-			r.RowKey = normKey(r.RowKey)
+			r.RowKey, r.WaitKey = normKey(r.RowKey), normKey(r.WaitKey)
 			k := rejectKey(r.RowKey)
 			if _, dup := m[k]; dup {
 				return fileState{}, fmt.Errorf("%w: rejects of sync %q: duplicate row key %q", ErrCorrupt, sync, r.RowKey)
@@ -259,6 +311,15 @@ func encodeFile(st fileState) ([]byte, error) {
 		// encoding/json writes map keys sorted, so this is deterministic too.
 		Fingerprints: st.fingerprints,
 		Turns:        st.turns,
+		Records:      st.records,
+		Relinks:      make(map[string][]fileRelink, len(st.relinks)),
+	}
+	for sync, m := range st.relinks {
+		rs := slices.Collect(maps.Values(m))
+		slices.SortFunc(rs, func(a, b fileRelink) int {
+			return cmp.Compare(relinkKey(a.RefSync, a.RowKey), relinkKey(b.RefSync, b.RowKey))
+		})
+		doc.Relinks[sync] = rs
 	}
 	for sync, m := range st.rejects {
 		rs := slices.Collect(maps.Values(m))

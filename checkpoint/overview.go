@@ -18,10 +18,11 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 	// primary-key lookup per sync.
 	rows, err := s.pool.Query(ctx, `
 		WITH j AS (SELECT sync, count(*) AS n FROM prismsync.journal GROUP BY sync),
-		     r AS (SELECT sync, count(*) AS n FROM prismsync.rejects GROUP BY sync),
+		     r AS (SELECT sync, count(*) FILTER (WHERE wait_sync IS NULL) AS n, count(*) FILTER (WHERE wait_sync IS NOT NULL) AS d
+		           FROM prismsync.rejects GROUP BY sync),
 		     names AS (SELECT sync FROM prismsync.positions UNION SELECT sync FROM prismsync.sync_history
 		               UNION SELECT sync FROM prismsync.runs UNION SELECT sync FROM j UNION SELECT sync FROM r)
-		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0),
+		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0), coalesce(r.d, 0),
 		       h.seq, h.started_at, h.finished_at, h.ok, h.error, h.budget, h.rows_read, h.rows_sent, h.rows_created,
 		       h.rows_updated, h.rows_existing, h.rows_unchanged, h.rows_invalid, h.rows_rejected, h.rows_deferred,
 		       h.requests, h.cursor_text, h.key_text
@@ -47,7 +48,7 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 			runErr            *string
 			n                 [10]*int
 		)
-		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects,
+		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects, &o.Deferred,
 			&seq, &started, &finished, &ok, &runErr, &budget, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9],
 			&runCursor, &runKey); err != nil {
 			return o, err
@@ -87,7 +88,14 @@ func (s *FileStore) Overviews(ctx context.Context) ([]Overview, error) {
 		add(maps.Keys(st.journal))
 		add(maps.Keys(st.rejects))
 		for _, name := range slices.Sorted(maps.Keys(names)) {
-			o := Overview{Sync: name, InFlight: len(st.journal[name]), Rejects: len(st.rejects[name])}
+			o := Overview{Sync: name, InFlight: len(st.journal[name])}
+			for _, r := range st.rejects[name] {
+				if r.WaitSync != "" {
+					o.Deferred++
+				} else {
+					o.Rejects++
+				}
+			}
 			if p, ok := st.positions[name]; ok {
 				o.Position = Position{Cursor: p.Position.Cursor, Key: normKey(p.Position.Key)}
 				o.Committed = p.UpdatedAt.UTC()

@@ -262,13 +262,22 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 	return nil
 }
 
-// Commit implements Store in one transaction. Resolved keys are deleted
-// before rejects are upserted, so a row in both ends up rejected.
+// Commit implements Store: CommitRecords without records.
 func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
+	return s.CommitRecords(ctx, sync, key, to, fingerprint, rejects, resolved, Ledger{})
+}
+
+// CommitRecords implements Store in one transaction. Resolved keys are
+// deleted before rejects are upserted, so a row in both ends up rejected.
+func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string, ledger Ledger) error {
 	if err := checkSync(sync); err != nil {
 		return err
 	}
 	if err := s.writable(); err != nil {
+		return err
+	}
+	records, err := prepareCommit(sync, rejects, ledger)
+	if err != nil {
 		return err
 	}
 	now := stamp(s.now())
@@ -305,14 +314,26 @@ func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fin
 		if !r.LastSeen.IsZero() {
 			last = stamp(r.LastSeen)
 		}
+		// A row that was refused and now waits for a record (or the other
+		// way round) starts a new story: FirstSeen and Attempts start over
+		// (sameKind).
+		var waitSync *string
+		if r.WaitSync != "" {
+			waitSync = &r.WaitSync
+		}
 		b.Queue(`
-			INSERT INTO prismsync.rejects AS r (sync, row_key, code, message, payload, attempts, first_seen, last_seen)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+			INSERT INTO prismsync.rejects AS r (sync, row_key, code, message, payload, attempts, first_seen, last_seen, wait_sync, wait_key)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
 			ON CONFLICT (sync, row_key) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
-				payload = EXCLUDED.payload, attempts = r.attempts + 1, last_seen = EXCLUDED.last_seen`,
-			RejectOwner(sync), pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last)
+				payload = EXCLUDED.payload, last_seen = EXCLUDED.last_seen,
+				attempts = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.attempts + 1 ELSE EXCLUDED.attempts END,
+				first_seen = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.first_seen ELSE EXCLUDED.first_seen END,
+				wait_sync = EXCLUDED.wait_sync, wait_key = EXCLUDED.wait_key`,
+			RejectOwner(sync), pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last,
+			waitSync, r.WaitKey)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	queueLedger(b, RejectOwner(sync), records, now)
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return tx.SendBatch(ctx, b).Close()
 	})
 	if err != nil {
@@ -331,24 +352,27 @@ func (s *PGStore) Rejects(ctx context.Context, sync string, limit int) ([]Reject
 	// COLLATE "C" makes ties sort in byte order, like the file store,
 	// whatever the database's collation.
 	rows, err := s.pool.Query(ctx, `
-		SELECT sync, row_key, code, message, payload, attempts, first_seen, last_seen
+		SELECT sync, row_key, code, message, payload, attempts, first_seen, last_seen, coalesce(wait_sync, ''), wait_key
 		FROM prismsync.rejects WHERE $1 = '' OR sync = $1
 		ORDER BY last_seen DESC, sync COLLATE "C", row_key COLLATE "C"
 		LIMIT $2`, sync, lim)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: list rejects: %w", err)
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Reject, error) {
-		var r Reject
-		err := row.Scan(&r.Sync, &r.RowKey, &r.Code, &r.Message, &r.Payload, &r.Attempts, &r.FirstSeen, &r.LastSeen)
-		r.RowKey = normKey(r.RowKey)
-		r.FirstSeen, r.LastSeen = r.FirstSeen.UTC(), r.LastSeen.UTC()
-		return r, err
-	})
+	out, err := pgx.CollectRows(rows, scanReject)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: list rejects: %w", err)
 	}
 	return out, nil
+}
+
+// scanReject reads the columns Rejects and Deferred select.
+func scanReject(row pgx.CollectableRow) (Reject, error) {
+	var r Reject
+	err := row.Scan(&r.Sync, &r.RowKey, &r.Code, &r.Message, &r.Payload, &r.Attempts, &r.FirstSeen, &r.LastSeen, &r.WaitSync, &r.WaitKey)
+	r.RowKey, r.WaitKey = normKey(r.RowKey), normKey(r.WaitKey)
+	r.FirstSeen, r.LastSeen = r.FirstSeen.UTC(), r.LastSeen.UTC()
+	return r, err
 }
 
 // CountRejects implements Store.
@@ -383,7 +407,7 @@ func (s *PGStore) Forget(ctx context.Context, sync string) error {
 		return err
 	}
 	b := &pgx.Batch{}
-	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs", "run_history", "fingerprints", "budget_turns"} {
+	for _, table := range []string{"positions", "sync_history", "journal", "rejects", "runs", "run_history", "fingerprints", "budget_turns", "records", "relinks"} {
 		b.Queue(`DELETE FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+` WHERE sync = $1`, sync)
 	}
 	if err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return tx.SendBatch(ctx, b).Close() }); err != nil {

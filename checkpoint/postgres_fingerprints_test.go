@@ -118,9 +118,22 @@ func TestPostgresFingerprintsMigration(t *testing.T) {
 // bigint key (text "1".."n") and 16-byte sums, saved in batches of batch
 // keys in the given order, and returns pg_total_relation_size / n.
 func fingerprintRowCost(t *testing.T, sync string, n, batch int, shuffle bool) float64 {
-	ctx := context.Background()
+	return storageCost(t, "fingerprints", n, batch, shuffle, func(s Store, ids []int) error {
+		keys := make([][]string, 0, len(ids))
+		sums := make([][]byte, 0, len(ids))
+		for _, id := range ids {
+			keys = append(keys, []string{fmt.Sprint(id)})
+			sums = append(sums, sum16("cost", id))
+		}
+		return s.SaveFingerprints(context.Background(), sync, keys, sums)
+	})
+}
+
+// storageCost fills table of a fresh store through save, batch ids (1..n,
+// shuffled or in order) at a time, and returns its bytes per row.
+func storageCost(t *testing.T, table string, n, batch int, shuffle bool, save func(s Store, ids []int) error) float64 {
 	dsn := pgtest.NewDB(t)
-	s, err := Open(ctx, "", dsn)
+	s, err := Open(context.Background(), "", dsn)
 	must(t, err)
 	defer s.Close()
 	ids := make([]int, n)
@@ -131,15 +144,15 @@ func fingerprintRowCost(t *testing.T, sync string, n, batch int, shuffle bool) f
 		rand.New(rand.NewPCG(7, 7)).Shuffle(n, func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	}
 	for lo := 0; lo < n; lo += batch {
-		hi := min(lo+batch, n)
-		keys := make([][]string, 0, hi-lo)
-		sums := make([][]byte, 0, hi-lo)
-		for _, id := range ids[lo:hi] {
-			keys = append(keys, []string{fmt.Sprint(id)})
-			sums = append(sums, sum16("cost", id))
-		}
-		must(t, s.SaveFingerprints(ctx, sync, keys, sums))
+		must(t, save(s, ids[lo:min(lo+batch, n)]))
 	}
+	return bytesPerRow(t, dsn, table, n)
+}
+
+// bytesPerRow is pg_total_relation_size of prismsync.table (heap, TOAST
+// and indexes) over its n rows, which it checks are there.
+func bytesPerRow(t *testing.T, dsn, table string, n int) float64 {
+	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, dsn)
 	must(t, err)
 	defer conn.Close(ctx)
@@ -147,14 +160,14 @@ func fingerprintRowCost(t *testing.T, sync string, n, batch int, shuffle bool) f
 		rows, size, heap, index int64
 		version                 string
 	)
+	rel := "prismsync." + table
 	must(t, conn.QueryRow(ctx, `
-		SELECT count(*), pg_total_relation_size('prismsync.fingerprints'), pg_relation_size('prismsync.fingerprints'),
-			pg_indexes_size('prismsync.fingerprints'), current_setting('server_version')
-		FROM prismsync.fingerprints`).Scan(&rows, &size, &heap, &index, &version))
+		SELECT (SELECT count(*) FROM `+pgx.Identifier{"prismsync", table}.Sanitize()+`), pg_total_relation_size($1),
+			pg_relation_size($1), pg_indexes_size($1), current_setting('server_version')`, rel).Scan(&rows, &size, &heap, &index, &version))
 	if rows != int64(n) {
-		t.Fatalf("%d fingerprints stored, want %d", rows, n)
+		t.Fatalf("%d rows in %s, want %d", rows, rel, n)
 	}
-	t.Logf("PostgreSQL %s: total %d bytes (heap %d, primary key index %d)", version, size, heap, index)
+	t.Logf("PostgreSQL %s: %s total %d bytes (heap %d, primary key index %d)", version, rel, size, heap, index)
 	return float64(size) / float64(n)
 }
 

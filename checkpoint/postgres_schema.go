@@ -131,6 +131,25 @@ var migrations = []string{
 		DROP COLUMN row_count, DROP COLUMN sent_count,
 		ADD COLUMN seq bigint NOT NULL DEFAULT 1,
 		ADD COLUMN history_from bigint NOT NULL DEFAULT 1;`,
+	// 7: relations. The record ledger: per row key (encoded by
+	// fingerprintKey) the Micro record id of the delivered row. A deferred
+	// row is a reject that names the row it waits for. A relink queues, for
+	// a sync whose rows link to another's, a referenced row whose record id
+	// was replaced.
+	`CREATE TABLE prismsync.records (
+		sync      text NOT NULL,
+		row_key   text NOT NULL,
+		record_id uuid NOT NULL,
+		PRIMARY KEY (sync, row_key)
+	);
+	ALTER TABLE prismsync.rejects ADD COLUMN wait_sync text, ADD COLUMN wait_key text[];
+	CREATE TABLE prismsync.relinks (
+		sync     text NOT NULL,
+		ref_sync text NOT NULL,
+		row_key  text NOT NULL,
+		since    timestamptz NOT NULL,
+		PRIMARY KEY (sync, ref_sync, row_key)
+	);`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.

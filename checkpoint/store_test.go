@@ -629,7 +629,8 @@ func testStore(t *testing.T, h harness) {
 		}
 		committed := stamp(c.Now())
 		must(t, s.Commit(ctx, "orgs", "k0", pos("2026-03-04 05:00:00+00", "1"), "fp",
-			[]Reject{{RowKey: []string{"3"}, Code: "c"}, {RowKey: []string{"4"}, Code: "c"}}, nil))
+			[]Reject{{RowKey: []string{"3"}, Code: "c"}, {RowKey: []string{"4"}, Code: "c"},
+				{RowKey: []string{"6"}, Code: "missing_reference", WaitSync: "companies", WaitKey: []string{"1"}}}, nil))
 		must(t, s.Journal(ctx, batch("orgs", "k1", pos("7"), pos("8"), "body")))
 		ran := Run{Started: committed.Add(-time.Minute), Finished: committed, OK: true, Rows: 5, Sent: 4, Requests: 2, Deferred: 1,
 			Checkpoint: pos("2026-03-04 05:00:00+00", "1")}
@@ -645,7 +646,7 @@ func testStore(t *testing.T, h harness) {
 		must(t, err)
 		want := []Overview{
 			{Sync: "contacts", LastRun: failed, HasRun: true},
-			{Sync: "orgs", Position: pos("2026-03-04 05:00:00+00", "1"), Committed: committed, InFlight: 1, Rejects: 2, LastRun: ran, HasRun: true},
+			{Sync: "orgs", Position: pos("2026-03-04 05:00:00+00", "1"), Committed: committed, InFlight: 1, Rejects: 2, Deferred: 1, LastRun: ran, HasRun: true},
 			{Sync: "people", Rejects: 1}, // a backfill's rejects belong to its sync
 			{Sync: "people~backfill", Position: pos("9", "2"), Committed: committed.Add(time.Hour)},
 		}
@@ -655,7 +656,7 @@ func testStore(t *testing.T, h harness) {
 		for i := range want {
 			g, w := got[i], want[i]
 			if g.Sync != w.Sync || !g.Position.Equal(w.Position) || !g.Committed.Equal(w.Committed) || g.InFlight != w.InFlight ||
-				g.Rejects != w.Rejects || g.HasRun != w.HasRun || !sameRun(g.LastRun, w.LastRun) {
+				g.Rejects != w.Rejects || g.Deferred != w.Deferred || g.HasRun != w.HasRun || !sameRun(g.LastRun, w.LastRun) {
 				t.Errorf("Overviews[%d] = %+v, want %+v", i, g, w)
 			}
 		}
@@ -1029,6 +1030,8 @@ func testStore(t *testing.T, h harness) {
 	})
 
 	t.Run("Fingerprints", func(t *testing.T) { testFingerprints(t, h) })
+
+	t.Run("Ledger", func(t *testing.T) { testLedger(t, h) })
 
 	t.Run("ReadOnly", func(t *testing.T) { testReadOnly(t, h) })
 

@@ -19,9 +19,16 @@ import (
 // the API's answer: which source row each object came from.
 type built struct {
 	checkpoint.Batch
-	sent      []row // rows in request order
-	objects   [][]byte
-	invalid   []checkpoint.Reject
+	sent    []row // rows in request order
+	objects [][]byte
+	invalid []checkpoint.Reject
+	// deferred are rows that link to a row of another sync without a
+	// record yet: recorded (code missing_reference) and sent by a later
+	// pass once that record exists.
+	deferred []checkpoint.Reject
+	// gone are keys of rows a revisit looked for and did not find: their
+	// deferrals end with the batch's commit.
+	gone      [][]string
 	unchanged int  // rows left out because the API already has their object
 	read      int  // rows read from the source for this batch
 	journaled bool // Batch is (or may be) in the journal
@@ -32,12 +39,18 @@ type built struct {
 
 // build maps a page into one request. Rows the mapping refuses and rows whose
 // dedupe value repeats inside the batch are kept out of the request and
-// recorded as rejects, so one bad row never blocks the rows behind it.
+// recorded as rejects, so one bad row never blocks the rows behind it. Links
+// to other syncs' records are resolved with one ledger lookup for the whole
+// page; a row whose link has no record yet is kept out and deferred.
 //
 // warn is told about values the mapping had to change (NaN sent as null,
 // invalid UTF-8 replaced): the row is sent, and noted.
-func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) built {
+func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) (built, error) {
 	b := built{}
+	resolve, err := s.resolver(ctx, enc, rows)
+	if err != nil {
+		return b, err
+	}
 	seen := make(map[string]bool)
 	// Every object is a slice of buf and lives until its batch commits. A
 	// buffer that grew by doubling would keep each outgrown array alive
@@ -45,7 +58,12 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 	buf := make([]byte, 0, s.bodyHint+s.bodyHint/8)
 	for _, r := range rows {
 		start := len(buf)
-		out, dedupe, err := enc.Append(buf, r.values, func(w mapping.Warning) { warn(r, w) })
+		out, dedupe, err := enc.AppendResolved(buf, r.values, resolve, func(w mapping.Warning) { warn(r, w) })
+		var miss *mapping.MissingRefError
+		if errors.As(err, &miss) {
+			b.deferred = append(b.deferred, s.deferral(r, miss))
+			continue
+		}
 		if err != nil {
 			b.invalid = append(b.invalid, s.reject(r, rowErrorCode(err), err.Error(), nil))
 			continue
@@ -71,9 +89,9 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 	}
 	s.bodyHint = max(s.bodyHint, len(buf))
 	nb := s.buildRows(b.sent, from)
-	nb.invalid = b.invalid
+	nb.invalid, nb.deferred = b.invalid, b.deferred
 	nb.To = rows[len(rows)-1].pos
-	return nb
+	return nb, nil
 }
 
 // skipUnchanged drops rows whose object hash equals the one stored for
@@ -105,7 +123,7 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 		return b, nil
 	}
 	nb := s.buildRows(kept, b.From)
-	nb.invalid, nb.unchanged, nb.To, nb.read = b.invalid, b.unchanged, b.To, b.read
+	nb.invalid, nb.deferred, nb.gone, nb.unchanged, nb.To, nb.read = b.invalid, b.deferred, b.gone, b.unchanged, b.To, b.read
 	return nb, nil
 }
 

@@ -5,16 +5,22 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/google/uuid"
+
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector/prism"
 )
 
 // commit advances the checkpoint past a completed batch and records its
-// rejects, in one store transaction.
+// rejects, its deferred rows and the record ids of its delivered rows (the
+// ledger that links of other syncs resolve through), in one store
+// transaction.
 func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
 	b := f.batch
-	rejects := append([]checkpoint.Reject(nil), b.invalid...)
-	var resolved [][]string
+	rejects := append(append([]checkpoint.Reject(nil), b.invalid...), b.deferred...)
+	resolved := append([][]string(nil), b.gone...)
+	var records []checkpoint.Record
+	badIDs := 0
 	objects := b.objects
 	if b.sent == nil && len(f.res) > 0 {
 		// A batch settled from the journal: its row keys are not in the
@@ -23,6 +29,7 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	}
 	rep := &f.rep
 	rep.Invalid = len(b.invalid)
+	rep.Deferred = len(b.deferred)
 	rep.Unchanged = b.unchanged
 	if len(b.sent) == 0 {
 		rep.Outcome = "nothing_to_send"
@@ -57,9 +64,20 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		}
 		if r.Error == nil && i < len(b.RowKeys) {
 			resolved = append(resolved, b.RowKeys[i])
+			switch id, ok := recordID(r.ID); {
+			case ok:
+				records = append(records, checkpoint.Record{RowKey: b.RowKeys[i], ID: id})
+			case r.ID != "":
+				badIDs++
+			}
 		}
 	}
-	if err := s.Store.Commit(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved); err != nil {
+	if badIDs > 0 {
+		s.logger().Warn("the API returned record ids that are not UUIDs; rows of other syncs that link to these rows wait until they get one",
+			"rows", badIDs, "batch", b.Key)
+	}
+	ledger := checkpoint.Ledger{Records: records, Referrers: s.Sync.Referrers()}
+	if err := s.Store.CommitRecords(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved, ledger); err != nil {
 		return err
 	}
 	s.saveFingerprints(ctx, b, f.res)
@@ -74,6 +92,17 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	sum.Batches++
 	sum.Position = b.To
 	return nil
+}
+
+// recordID is the canonical form of a record id the API returned: ledger
+// entries are UUIDs (§3 of the API brief), and a link is sent as the
+// ledger holds it.
+func recordID(id string) (string, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil || len(id) != 36 {
+		return "", false
+	}
+	return u.String(), true
 }
 
 // saveFingerprints remembers the objects the API confirmed. Losing them (a

@@ -19,7 +19,12 @@ type Store interface {
 	SetJobID(ctx context.Context, sync, key, jobID string) error
 	Pending(ctx context.Context, sync string) ([]checkpoint.Batch, error)
 	Drop(ctx context.Context, sync, key string) error
-	Commit(ctx context.Context, sync, key string, to checkpoint.Position, fingerprint string, rejects []checkpoint.Reject, resolved [][]string) error
+	CommitRecords(ctx context.Context, sync, key string, to checkpoint.Position, fingerprint string, rejects []checkpoint.Reject, resolved [][]string, ledger checkpoint.Ledger) error
+	// The record ledger, deferred rows and relinks (see refs.go).
+	RecordIDs(ctx context.Context, refs []checkpoint.RecordRef) ([]string, error)
+	Deferred(ctx context.Context, sync string) ([]checkpoint.Reject, error)
+	Relinks(ctx context.Context, sync string) ([]checkpoint.Relink, error)
+	DropRelinks(ctx context.Context, sync string, relinks []checkpoint.Relink) error
 }
 
 // API is the part of the Micro import API the engine needs; *prism.Client
@@ -76,6 +81,16 @@ type Summary struct {
 	Updated  int
 	Existing int // matched on dedupe_by and left as they were
 	Invalid  int // rows the mapping refused (recorded as rejects, not sent)
+	// Deferred counts rows kept back in this pass because they link to a
+	// row of another sync that has no Micro record yet (recorded with code
+	// missing_reference, sent by a later pass once it has one); Revisited
+	// counts rows sent again because such a record appeared (deferred
+	// rows) or was replaced (rows linking to it); Waiting counts the
+	// sync's deferred rows older than Syncer.DeferWarnAfter at the pass's
+	// start.
+	Deferred  int
+	Revisited int
+	Waiting   int
 	// Unchanged counts rows not sent because their object is the one the
 	// API already confirmed (change fingerprints).
 	Unchanged int

@@ -10,6 +10,14 @@
 //	advance the checkpoint past the batch, in the same store transaction that
 //	       records the rows the API rejected
 //
+// A ref property links a row to the Micro record of a row of another sync:
+// building a batch looks every link up in the record ledger at once, and a
+// row whose linked row has no record yet is deferred (recorded with code
+// missing_reference) instead of being sent with a null or wrong link. After
+// its window, each pass of a sync with links revisits its deferred rows whose
+// records have come, and the rows that link to a record that was replaced,
+// and sends them at the checkpoint, which does not move for them.
+//
 // The checkpoint moves only after the API confirmed the batch. Because the
 // batch is journaled (body and key) before it is sent, a crash at any instant
 // is settled on the next start by polling the journaled job or resending the
@@ -29,7 +37,8 @@
 //	batch.go      map, batch: request body, fingerprints, idempotency key
 //	pipeline.go   batches in flight, committed in order; bisecting
 //	deliver.go    submit, await: budget, send, poll, settle, new attempts
-//	commit.go     advance: checkpoint, rejects, fingerprints, reject share
+//	commit.go     advance: checkpoint, rejects, record ledger, fingerprints, reject share
+//	refs.go       links: resolving them, deferred rows, revisits and relinks
 //	preview.go    what a pass would send, sending nothing
 //	observer.go   what the engine reports, for metrics; WithSyncName
 package connector

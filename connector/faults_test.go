@@ -981,11 +981,11 @@ func (s *storeFunc) Drop(ctx context.Context, sync, key string) error {
 	return s.Store.Drop(ctx, sync, key)
 }
 
-func (s *storeFunc) Commit(ctx context.Context, sync, key string, to checkpoint.Position, fp string, rejects []checkpoint.Reject, resolved [][]string) error {
+func (s *storeFunc) CommitRecords(ctx context.Context, sync, key string, to checkpoint.Position, fp string, rejects []checkpoint.Reject, resolved [][]string, l checkpoint.Ledger) error {
 	if err := s.check("Commit"); err != nil {
 		return err
 	}
-	return s.Store.Commit(ctx, sync, key, to, fp, rejects, resolved)
+	return s.Store.CommitRecords(ctx, sync, key, to, fp, rejects, resolved, l)
 }
 
 // The store names its own operation, batch and sync in its errors
@@ -1148,8 +1148,27 @@ func (s *crashStore) Drop(ctx context.Context, sync, key string) error {
 	return s.do("Drop", func() error { return s.real.Drop(ctx, sync, key) })
 }
 
-func (s *crashStore) Commit(ctx context.Context, sync, key string, to checkpoint.Position, fp string, rejects []checkpoint.Reject, resolved [][]string) error {
-	return s.do("Commit", func() error { return s.real.Commit(ctx, sync, key, to, fp, rejects, resolved) })
+func (s *crashStore) CommitRecords(ctx context.Context, sync, key string, to checkpoint.Position, fp string, rejects []checkpoint.Reject, resolved [][]string, l checkpoint.Ledger) error {
+	return s.do("Commit", func() error { return s.real.CommitRecords(ctx, sync, key, to, fp, rejects, resolved, l) })
+}
+
+func (s *crashStore) RecordIDs(ctx context.Context, refs []checkpoint.RecordRef) (ids []string, err error) {
+	err = s.do("RecordIDs", func() (err error) { ids, err = s.real.RecordIDs(ctx, refs); return err })
+	return ids, err
+}
+
+func (s *crashStore) Deferred(ctx context.Context, sync string) (rs []checkpoint.Reject, err error) {
+	err = s.do("Deferred", func() (err error) { rs, err = s.real.Deferred(ctx, sync); return err })
+	return rs, err
+}
+
+func (s *crashStore) Relinks(ctx context.Context, sync string) (rs []checkpoint.Relink, err error) {
+	err = s.do("Relinks", func() (err error) { rs, err = s.real.Relinks(ctx, sync); return err })
+	return rs, err
+}
+
+func (s *crashStore) DropRelinks(ctx context.Context, sync string, rs []checkpoint.Relink) error {
+	return s.do("DropRelinks", func() error { return s.real.DropRelinks(ctx, sync, rs) })
 }
 
 // crashAPI makes the dead process's API calls fail without a request.

@@ -23,6 +23,7 @@ type Observer interface {
 type BatchReport struct {
 	Rows      int // objects in the request
 	Invalid   int // rows kept out by the mapping
+	Deferred  int // rows kept back: they link to a row without a record yet
 	Unchanged int // rows not sent: Micro already has their object (fingerprints)
 	Created   int // per-row outcomes from the job
 	Updated   int

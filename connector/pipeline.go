@@ -25,7 +25,7 @@ type flight struct {
 // to count. (A store failure during the commit still can; the batch sent
 // meanwhile is journaled and settled by the next pass.)
 func (f *flight) harmless() bool {
-	if f.err != nil || len(f.batch.invalid) > 0 {
+	if f.err != nil || len(f.batch.invalid) > 0 || len(f.batch.deferred) > 0 {
 		return false
 	}
 	for _, r := range f.res {
@@ -99,6 +99,7 @@ func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, 
 		}
 		p.sum.Rows += b.read
 		p.sum.Invalid += len(b.invalid)
+		p.sum.Deferred += len(b.deferred)
 		return p.start(ctx, b)
 	}
 	for {
@@ -156,7 +157,10 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 			return nil
 		}
 		partial := len(rows) < limit
-		b := s.build(enc, w.After, rows, s.logWarning)
+		b, err := s.build(ctx, enc, w.After, rows, s.logWarning)
+		if err != nil {
+			return err
+		}
 		b.read = len(rows)
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return err
@@ -333,7 +337,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 	for i, rows := range parts {
 		sub := s.buildRows(rows, from)
 		if i == 0 {
-			sub.invalid = b.invalid
+			sub.invalid, sub.deferred, sub.gone = b.invalid, b.deferred, b.gone
 		}
 		if i == len(parts)-1 {
 			sub.To = b.To // the original end covers rows it kept out as invalid

@@ -14,6 +14,7 @@ type Preview struct {
 	Rows     int                 // rows read
 	Bodies   [][]byte            // one import request body per batch, byte for byte
 	Invalid  []checkpoint.Reject // rows kept out of the requests, with their reasons
+	Deferred []checkpoint.Reject // rows that would wait for another sync's record
 	Warnings []RowWarning        // values the mapping changed
 	// Unchanged holds the keys of rows left out because Micro already has
 	// their object (with Syncer.Fingerprints set, as a pass would).
@@ -22,9 +23,11 @@ type Preview struct {
 
 // Preview reads up to limit rows of w (normally: after the checkpoint) and
 // builds the request bodies exactly as a pass would, in batches of the
-// sync's batch_size, leaving out rows whose fingerprint says Micro has
-// their object already (when Fingerprints is set). It takes no lease and
-// changes nothing: fingerprints are only read.
+// sync's batch_size, links resolved through the Store's record ledger (with
+// no Store, every link is missing and its row would be deferred), leaving
+// out rows whose fingerprint says Micro has their object already (when
+// Fingerprints is set). It takes no lease and changes nothing: fingerprints
+// and records are only read.
 func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	var pv Preview
 	src, enc, err := s.open(ctx)
@@ -42,9 +45,13 @@ func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 	from := w.After
 	for len(rows) > 0 {
 		n := min(len(rows), s.Sync.BatchSize)
-		b := s.build(enc, from, rows[:n], warn)
+		b, err := s.build(ctx, enc, from, rows[:n], warn)
+		if err != nil {
+			return pv, err
+		}
 		rows, from = rows[n:], b.To
 		pv.Invalid = append(pv.Invalid, b.invalid...)
+		pv.Deferred = append(pv.Deferred, b.deferred...)
 		all := b.sent
 		if b, err = s.skipUnchanged(ctx, b); err != nil {
 			return pv, err

@@ -83,6 +83,13 @@ type Syncer struct {
 	// Stopping, when closed, ends a pass after the batches in flight instead
 	// of reading further pages (graceful shutdown).
 	Stopping <-chan struct{}
+	// DeferWarnAfter is how long a row may wait for the record of the row
+	// it links to before each pass warns about it, with its key (default
+	// DefaultDeferWarnAfter, 24h).
+	DeferWarnAfter time.Duration
+	// Now is the engine's clock for deferred rows (when they began to
+	// wait, how long they have); nil is time.Now.
+	Now func() time.Time
 
 	warnOnce    sync.Once
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
@@ -91,6 +98,8 @@ type Syncer struct {
 	holding     bool         // the last paced pass held rows (a hold is logged once)
 	bodyHint    int          // largest encoded batch so far: the next buffer's size
 	fpPrefix    string       // the target options every fingerprint hashes first (set by open)
+	// warnedWaiting holds the keys of deferred rows warnWaiting reported.
+	warnedWaiting map[string]bool
 }
 
 // Once settles interrupted batches, then reads and sends pages until the
@@ -142,7 +151,15 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	sum.HorizonLag = b.lag
 	w := Window{After: sum.Position, from: s.From, to: s.To, until: b.until, cap: b.cap}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
-	return p.run(ctx, src, enc, w)
+	if err := p.run(ctx, src, enc, w); err != nil {
+		return err
+	}
+	if len(enc.Refs()) == 0 || s.StateName != "" || sum.Held > 0 || s.stopping() {
+		// Only a sync with links has rows that wait; a backfill's, a held
+		// or a stopping pass's wait for the next live pass.
+		return nil
+	}
+	return s.revisit(ctx, src, enc, fp, sum)
 }
 
 // Retry re-sends the rows with the given keys — typically rows recorded as
@@ -178,6 +195,7 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 		return err
 	}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: 1}
+	sum.Position = state.Position // the checkpoint stays where it is
 	for len(keys) > 0 {
 		n := min(len(keys), s.limit())
 		rows, err := src.ByKeys(ctx, keys[:n])
@@ -188,20 +206,9 @@ func (s *Syncer) retry(ctx context.Context, keys [][]string, sum *Summary) error
 		if len(rows) == 0 {
 			continue
 		}
-		sum.Rows += len(rows)
-		b := s.build(enc, state.Position, rows, s.logWarning)
-		b.To = state.Position // the checkpoint stays where it is
-		sum.Invalid += len(b.invalid)
-		if len(b.sent) > 0 {
-			// A retry is explicit: it is never paced, only stopped by a
-			// spent budget.
-			t, _, _, err := s.admit(ctx, len(b.sent), false)
-			if err != nil {
-				return err
-			}
-			b.ticket = t
-		}
-		if err := p.add(ctx, b); err != nil {
+		// A retry is explicit: it is never paced, only stopped by a spent
+		// budget, and it sends rows whatever their fingerprints say.
+		if _, err := s.resend(ctx, p, enc, rows, nil, resendOptions{}); err != nil {
 			return err
 		}
 	}

@@ -81,6 +81,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("syncs:\n  - name: a\n    source: {table: t, key: id, cursor: c}\n    properties: {x: {template: \"{a}{{b}}\", transform: [\"split(,)\", \"join(;)\"]}}\n"))
 	f.Add([]byte("syncs: &a [*a]\n"))
+	f.Add([]byte(relationsFile))
+	f.Add([]byte("syncs:\n  - {name: a, source: {table: t, key: [k, l], cursor: c}, properties: {x: {ref: b, columns: [k, l]}}}\n  - {name: b, source: {table: t, key: id, cursor: c}, properties: {y: {ref: a, column: z}}}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, fs := Parse("fuzz.yaml", data)
 		if (file == nil) != fs.HasErrors() {
@@ -95,6 +97,9 @@ func FuzzParse(f *testing.F) {
 			for _, s := range file.Syncs {
 				_ = s.Fingerprint()
 				_ = s.Columns()
+			}
+			if got := Order(file.Syncs); len(got) != len(file.Syncs) {
+				t.Fatalf("Order lost syncs: %d of %d", len(got), len(file.Syncs))
 			}
 		}
 	})

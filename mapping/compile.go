@@ -46,6 +46,14 @@ func (s *Sync) Compile(cols []Column) (*Encoder, error) {
 	if len(s.ListProperties) > 0 {
 		e.list = compileAll(s.ListProperties, "list property")
 	}
+	for _, cs := range [][]compiled{e.props, e.list} {
+		for i := range cs {
+			if r := cs[i].ref; r != nil {
+				r.index = len(e.refs)
+				e.refs = append(e.refs, Ref{Slug: cs[i].p.Slug, Sync: cs[i].p.Ref, Columns: cs[i].p.RefColumns, Multi: r.multi})
+			}
+		}
+	}
 	for i := range s.Properties {
 		if s.Properties[i].Slug == s.Target.DedupeBy {
 			e.dedupe = i
@@ -69,6 +77,7 @@ type compiled struct {
 	cval val // FromValue
 	mapv map[string]val
 	mdef val
+	ref  *refSpec // FromRef
 }
 
 type ctmpl struct {
@@ -139,6 +148,26 @@ func compileProperty(p *Property, cols []Column, idx map[string]int, dup map[str
 	case FromValue:
 		start = kindOfLiteral(p.Value)
 		c.cval = literalVal(p.Value)
+	case FromRef:
+		c.ref = &refSpec{}
+		for _, name := range p.RefColumns {
+			i, ct, ok := lookup(name)
+			if !ok {
+				continue
+			}
+			kind := ct.kind
+			if kind == ckArray && len(p.RefColumns) == 1 {
+				kind, c.ref.multi = ct.elem, true
+			}
+			if kind != ckInt && kind != ckText && kind != ckUUID {
+				msgs = append(msgs, fmt.Sprintf("ref column %q is %s; a ref column must be an integer, text or uuid column (or, alone, an array of one for a multi-ref)",
+					name, refTypeName(cols[i].OID, ct)))
+				continue
+			}
+			c.ref.cols = append(c.ref.cols, i)
+			c.ref.trim = append(c.ref.trim, cols[i].OID == pgtype.BPCharOID || cols[i].OID == pgtype.BPCharArrayOID)
+		}
+		return c, msgs
 	default:
 		msgs = append(msgs, "no value source")
 		return c, msgs

@@ -27,6 +27,16 @@
 // checked statically and applied, side by side so the rules agree) and
 // json.go (the JSON token writers). fingerprint.go hashes a sync's mapping.
 //
+// refs.go holds relations: a property {ref: SYNC, column: C} sends the
+// Micro record id of SYNC's row whose key is in C (an array column sends
+// several). Parse checks that SYNC exists, that the ref gives one column
+// per key column of it and that no refs lead in a circle; Levels orders
+// syncs so that a referenced sync passes first. The encoder does not know
+// record ids: AppendResolved asks a Resolver (the engine's record ledger)
+// for them, after RefKeys listed every key of a batch so that one lookup
+// serves it, and a key without a record makes the row wait
+// (*MissingRefError) instead of sending a null or wrong link.
+//
 // The complete user reference (every key, the type encoding table, transforms
 // and defaults) lives in the README's "Mapping reference".
 package mapping

@@ -11,7 +11,8 @@ import (
 type Encoder struct {
 	props           []compiled
 	list            []compiled
-	dedupe          int // index into props, -1 for none
+	refs            []Ref // the ref properties, props first
+	dedupe          int   // index into props, -1 for none
 	caseInsensitive bool
 	ncols           int
 }
@@ -25,19 +26,27 @@ type Encoder struct {
 // nil, hears about values that were sent in a changed form (NaN as null,
 // invalid UTF-8 replaced).
 func (e *Encoder) Append(dst []byte, row []any, warn func(Warning)) (out []byte, dedupe string, err error) {
+	return e.AppendResolved(dst, row, nil, warn)
+}
+
+// AppendResolved is Append for a sync with ref properties: resolve gives
+// the record id each referenced key links to. A key it does not know makes
+// the row wait: the error is a *MissingRefError and dst keeps its length.
+// With a nil resolve every non-NULL ref is missing.
+func (e *Encoder) AppendResolved(dst []byte, row []any, resolve Resolver, warn func(Warning)) (out []byte, dedupe string, err error) {
 	if len(row) != e.ncols {
 		return dst, "", &RowError{Code: CodeInvalidRow, Message: fmt.Sprintf("row has %d values, the encoder was compiled for %d columns", len(row), e.ncols)}
 	}
 	start := len(dst)
 	dst = append(dst, `{"default":{`...)
-	dst, dedupe, err = e.appendProps(dst, e.props, row, warn, e.dedupe)
+	dst, dedupe, err = e.appendProps(dst, e.props, row, resolve, warn, e.dedupe)
 	if err != nil {
 		return dst[:start], "", err
 	}
 	dst = append(dst, '}')
 	if e.list != nil {
 		dst = append(dst, `,"list":{`...)
-		dst, _, err = e.appendProps(dst, e.list, row, warn, -1)
+		dst, _, err = e.appendProps(dst, e.list, row, resolve, warn, -1)
 		if err != nil {
 			return dst[:start], "", err
 		}
@@ -46,7 +55,7 @@ func (e *Encoder) Append(dst []byte, row []any, warn func(Warning)) (out []byte,
 	return append(dst, '}'), dedupe, nil
 }
 
-func (e *Encoder) appendProps(dst []byte, props []compiled, row []any, warn func(Warning), dedupeIdx int) ([]byte, string, error) {
+func (e *Encoder) appendProps(dst []byte, props []compiled, row []any, resolve Resolver, warn func(Warning), dedupeIdx int) ([]byte, string, error) {
 	var dedupe string
 	first := true
 	for i := range props {
@@ -59,9 +68,12 @@ func (e *Encoder) appendProps(dst []byte, props []compiled, row []any, warn func
 		dst = append(dst, c.key...)
 		vstart := len(dst)
 		var err error
-		if c.fast {
+		switch {
+		case c.ref != nil:
+			dst, err = c.appendRef(dst, row, resolve)
+		case c.fast:
 			dst, err = appendValue(dst, row[c.col], c.ct, &w)
-		} else {
+		default:
 			var v val
 			v, err = c.eval(row, &w)
 			if err == nil {

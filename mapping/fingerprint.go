@@ -24,6 +24,8 @@ func (s *Sync) Fingerprint() string {
 		Value      any            `json:"value,omitempty"`
 		Template   string         `json:"template,omitempty"`
 		Coalesce   []string       `json:"coalesce,omitempty"`
+		Ref        string         `json:"ref,omitempty"`
+		RefColumns []string       `json:"ref_columns,omitempty"`
 		Type       string         `json:"type,omitempty"`
 		Transforms []string       `json:"transforms,omitempty"`
 		Map        map[string]any `json:"map,omitempty"`
@@ -35,7 +37,7 @@ func (s *Sync) Fingerprint() string {
 	conv := func(ps []Property) []prop {
 		out := make([]prop, len(ps))
 		for i, p := range ps {
-			cp := prop{Slug: p.Slug, Kind: p.Kind, Column: p.Column, Template: p.Template, Coalesce: p.Coalesce,
+			cp := prop{Slug: p.Slug, Kind: p.Kind, Column: p.Column, Template: p.Template, Coalesce: p.Coalesce, Ref: p.Ref, RefColumns: p.RefColumns,
 				Type: p.Type, Unmapped: p.Unmapped, Required: p.Required, OmitNull: p.OmitNull}
 			if p.Kind == FromValue {
 				cp.Value = typedLiteral(p.Value)

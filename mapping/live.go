@@ -133,6 +133,100 @@ func (c *liveCheck) run(ctx context.Context) {
 	if cursorOK && keysOK && cursorTypes[cursor.DataTypeOID] != "" {
 		c.checkIndex(ctx, cursor, keys)
 	}
+	c.checkRefs(ctx)
+}
+
+// checkRefs compares the type of each ref column with the type of the key
+// column of the referenced sync it must match. A value links when its text
+// equals PostgreSQL's text of the referenced key, so an integer never
+// matches a uuid, and text matches either only when it is written exactly
+// as PostgreSQL prints them.
+func (c *liveCheck) checkRefs(ctx context.Context) {
+	c.s.eachRef(func(p *Property) {
+		t := p.target
+		if t == nil || len(p.RefColumns) != len(t.Source.Key) {
+			return // reported by Parse
+		}
+		keyOIDs, ok := c.describeKey(ctx, t)
+		if !ok {
+			return // the referenced sync's own check reports its source
+		}
+		at := p.colsAt
+		for i, col := range p.RefColumns {
+			idx := c.byName[col]
+			if len(idx) != 1 {
+				return // missing or ambiguous: reported by Compile
+			}
+			oid := c.fields[idx[0]].DataTypeOID
+			ct, _ := classify(oid)
+			if ct.kind == ckArray && len(p.RefColumns) == 1 {
+				ct = colType{kind: ct.elem}
+			}
+			mine, theirs := refFamily(ct.kind), refFamily(classifyKind(keyOIDs[i]))
+			key := t.Source.Key[i]
+			switch {
+			case theirs == "":
+				c.errorf(at, "sync %s: property %s: sync %s's key column %q is %s; a ref can only point at a key of integer, text or uuid columns",
+					c.s.Name, p.Slug, t.Name, key, c.typeName(ctx, keyOIDs[i]))
+			case mine == "":
+				// Compile reported the column's type.
+			case mine != theirs && mine != "text" && theirs != "text":
+				c.errorf(at, "sync %s: property %s: column %q is %s but sync %s's key column %q is %s; no value of one can equal a value of the other",
+					c.s.Name, p.Slug, col, c.typeName(ctx, oid), t.Name, key, c.typeName(ctx, keyOIDs[i]))
+			case mine == "text" && theirs != "text":
+				c.warnf(at, "sync %s: property %s: column %q is text but sync %s's key column %q is %s; a value links only when it is written exactly as PostgreSQL prints a %s (cast the column in a query to be sure)",
+					c.s.Name, p.Slug, col, t.Name, key, c.typeName(ctx, keyOIDs[i]), theirs)
+			}
+		}
+	})
+}
+
+// describeKey returns the type OIDs of t's key columns, by preparing (never
+// running) a select of them from t's source.
+func (c *liveCheck) describeKey(ctx context.Context, t *Sync) ([]uint32, bool) {
+	var from string
+	switch {
+	case t.Source.Query != "":
+		from = "(" + t.Source.Query + ") AS src"
+	case t.Source.Table != "":
+		from = pgx.Identifier(strings.Split(t.Source.Table, ".")).Sanitize() + " AS src"
+	default:
+		return nil, false
+	}
+	cols := make([]string, len(t.Source.Key))
+	for i, k := range t.Source.Key {
+		cols[i] = "src." + pgx.Identifier{k}.Sanitize()
+	}
+	sd, err := c.tx.Conn().PgConn().Prepare(ctx, "", "SELECT "+strings.Join(cols, ", ")+" FROM "+from, nil)
+	if err != nil {
+		return nil, false
+	}
+	out := make([]uint32, len(sd.Fields))
+	for i, f := range sd.Fields {
+		out[i] = f.DataTypeOID
+	}
+	return out, len(out) == len(cols)
+}
+
+func classifyKind(oid uint32) colKind {
+	ct, ok := classify(oid)
+	if !ok {
+		return ckDynamic
+	}
+	return ct.kind
+}
+
+// refFamily groups the column kinds whose texts can equal each other.
+func refFamily(k colKind) string {
+	switch k {
+	case ckInt:
+		return "integer"
+	case ckText:
+		return "text"
+	case ckUUID:
+		return "uuid"
+	}
+	return ""
 }
 
 // describe learns the source's columns by preparing a statement over it,

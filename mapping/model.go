@@ -51,6 +51,9 @@ type Sync struct {
 	line, col int
 	// at locates the source's nodes for the findings of CheckSource.
 	at sourcePositions
+	// referrers are the syncs with a ref property naming this one, in file
+	// order; set by Parse.
+	referrers []string
 }
 
 // position is a 1-based line and column in the mapping file; zero when the
@@ -89,12 +92,15 @@ type Target struct {
 // SourceKind tells where a property's value comes from.
 type SourceKind int
 
-// The four ways a property can get its value.
+// The ways a property can get its value.
 const (
 	FromColumn SourceKind = iota + 1
 	FromValue
 	FromTemplate
 	FromCoalesce
+	// FromRef is a link to another sync's record: the Micro record id of
+	// the referenced sync's row whose key is in RefColumns.
+	FromRef
 )
 
 // Unmapped policies for values not found in a property's map.
@@ -117,6 +123,12 @@ type Property struct {
 	Template string
 	// Coalesce lists the columns for FromCoalesce; the first non-NULL wins.
 	Coalesce []string
+	// Ref names the sync whose records a FromRef property links to, and
+	// RefColumns the columns that hold that sync's key, in its key's order:
+	// one column (column:, which may be an array for a multi-ref) or one
+	// per key column (columns:).
+	Ref        string
+	RefColumns []string
 	// Type is an optional coercion: string, number, boolean, date, datetime, array.
 	Type string
 	// Transforms run in order after the value is read.
@@ -133,6 +145,9 @@ type Property struct {
 	tmpl      []tmplPart
 	file      string
 	line, col int
+	refAt     position // the ref: value, for findings about the target
+	colsAt    position // the column: or columns: value
+	target    *Sync    // the sync Ref names, once Parse found it
 }
 
 // Number is a numeric constant from the mapping file, kept as its JSON number
@@ -189,6 +204,8 @@ func (p *Property) columns() []string {
 		return []string{p.Column}
 	case FromCoalesce:
 		return p.Coalesce
+	case FromRef:
+		return p.RefColumns
 	case FromTemplate:
 		var out []string
 		for _, part := range p.tmpl {
@@ -200,3 +217,22 @@ func (p *Property) columns() []string {
 	}
 	return nil
 }
+
+// References returns the names of the syncs this sync's ref properties link
+// to, deduplicated, in file order.
+func (s *Sync) References() []string {
+	var out []string
+	for _, ps := range [][]Property{s.Properties, s.ListProperties} {
+		for i := range ps {
+			if ps[i].Kind == FromRef && !contains(out, ps[i].Ref) {
+				out = append(out, ps[i].Ref)
+			}
+		}
+	}
+	return out
+}
+
+// Referrers returns the names of the syncs whose ref properties link to
+// this one, in file order: the syncs whose rows must be re-sent when one of
+// this sync's records is replaced by another.
+func (s *Sync) Referrers() []string { return s.referrers }

@@ -131,6 +131,7 @@ func (p *parser) parse(data []byte) *File {
 		}
 		f.Syncs = append(f.Syncs, s)
 	}
+	p.resolveRefs(f.Syncs)
 	return f
 }
 
@@ -356,7 +357,9 @@ func (p *parser) checkTarget(s *Sync, fs fields, syncNode *yaml.Node) {
 				prop = &s.Properties[i]
 			}
 		}
-		if prop == nil {
+		if prop != nil && prop.Kind == FromRef {
+			p.errorf(v, "target.dedupe_by: property %q is a ref; dedupe on a property of the record itself", t.DedupeBy)
+		} else if prop == nil {
 			slugs := make([]string, len(s.Properties))
 			for i := range s.Properties {
 				slugs[i] = s.Properties[i].Slug
@@ -413,9 +416,16 @@ func (p *parser) property(k, n *yaml.Node) Property {
 		}
 		return prop
 	}
-	fs, ok := p.fields(n, what, "column", "value", "template", "coalesce", "type", "transform", "map", "map_default", "unmapped", "required", "omit_null")
+	fs, ok := p.fields(n, what, "column", "value", "template", "coalesce", "ref", "columns", "type", "transform", "map", "map_default", "unmapped", "required", "omit_null")
 	if !ok {
 		return prop
+	}
+	if _, ok := fs.get("ref"); ok {
+		p.refProperty(&prop, fs, n, what)
+		return prop
+	}
+	if k := fs.key("columns"); k != nil {
+		p.errorf(k, "%s: columns is only for a ref (write ref: SYNC with columns: [a, b]; for a value use column: or coalesce:)", what)
 	}
 	var sources []string
 	for _, src := range []string{"column", "value", "template", "coalesce"} {
@@ -490,15 +500,7 @@ func (p *parser) property(k, n *yaml.Node) Property {
 		}
 	}
 	p.propertyMap(&prop, fs, what)
-	if v, ok := fs.get("required"); ok {
-		prop.Required, _ = p.boolean(v, what+".required")
-	}
-	if v, ok := fs.get("omit_null"); ok {
-		prop.OmitNull, _ = p.boolean(v, what+".omit_null")
-		if prop.Required && prop.OmitNull {
-			p.warnf(fs.key("omit_null"), "%s: omit_null has no effect on a required property", what)
-		}
-	}
+	p.nullRules(&prop, fs, what)
 	// Value and template sources have a known kind without a database, so
 	// their transform chain is checked here rather than waiting for Compile.
 	if len(sources) == 1 && (prop.Kind == FromValue || prop.Kind == FromTemplate) {
@@ -513,6 +515,66 @@ func (p *parser) property(k, n *yaml.Node) Property {
 		}
 	}
 	return prop
+}
+
+// refProperty parses the link form {ref: SYNC, column: C} or {ref: SYNC,
+// columns: [a, b]}. Whether SYNC exists and its key fits is decided once
+// every sync is parsed (resolveRefs).
+func (p *parser) refProperty(prop *Property, fs fields, n *yaml.Node, what string) {
+	prop.Kind = FromRef
+	rn, _ := fs.get("ref")
+	prop.refAt = position{rn.Line, rn.Column}
+	if ref, ok := p.str(rn, what+".ref"); ok {
+		if ref == "" {
+			p.errorf(rn, "%s.ref: must name a sync", what)
+		}
+		prop.Ref = ref
+	}
+	cn, hasColumn := fs.get("column")
+	csn, hasColumns := fs.get("columns")
+	switch {
+	case hasColumn && hasColumns:
+		p.errorf(fs.key("columns"), "%s: set column (one key column) or columns (a compound key), not both", what)
+	case hasColumn:
+		prop.colsAt = position{cn.Line, cn.Column}
+		if c, ok := p.str(cn, what+".column"); ok {
+			if c == "" {
+				p.errorf(cn, "%s.column: must not be empty", what)
+			} else {
+				prop.RefColumns = []string{c}
+			}
+		}
+	case hasColumns:
+		prop.colsAt = position{csn.Line, csn.Column}
+		prop.RefColumns, _ = p.columnList(csn, what+".columns")
+		if csn.Kind == yaml.SequenceNode && len(csn.Content) == 0 {
+			p.errorf(csn, "%s.columns: at least one column is required", what)
+		}
+	default:
+		p.errorf(n, "%s: a ref needs column (the column holding the referenced sync's key) or columns (one per key column)", what)
+	}
+	// A link's value is a record id the engine looks up; reshaping it
+	// could only make it point elsewhere.
+	for _, k := range []string{"value", "template", "coalesce", "type", "transform", "map", "map_default", "unmapped"} {
+		if kn := fs.key(k); kn != nil {
+			p.errorf(kn, "%s: %s cannot be used with ref (the value sent is the referenced record's id)", what, k)
+		}
+	}
+	p.nullRules(prop, fs, what)
+}
+
+// nullRules reads required and omit_null, which every kind of property
+// takes.
+func (p *parser) nullRules(prop *Property, fs fields, what string) {
+	if v, ok := fs.get("required"); ok {
+		prop.Required, _ = p.boolean(v, what+".required")
+	}
+	if v, ok := fs.get("omit_null"); ok {
+		prop.OmitNull, _ = p.boolean(v, what+".omit_null")
+		if prop.Required && prop.OmitNull {
+			p.warnf(fs.key("omit_null"), "%s: omit_null has no effect on a required property", what)
+		}
+	}
 }
 
 func (p *parser) propertyMap(prop *Property, fs fields, what string) {

@@ -122,6 +122,7 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		Observer:       a.observer,
 		Budget:         a.budget,
 		Fingerprints:   a.fingerprints(),
+		DeferWarnAfter: a.cfg.DeferWarnAfter,
 	}
 }
 
@@ -170,7 +171,7 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 }
 
 // selectSyncs returns the syncs a --sync flag names: all of them when name
-// is empty.
+// is empty, in the mapping file's order.
 func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
 	if name == "" {
 		return all, nil
@@ -189,6 +190,10 @@ func logSummary(log *slog.Logger, s connector.Summary, err error) {
 		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
 		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
 		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
+	}
+	if s.Deferred+s.Revisited+s.Waiting > 0 {
+		// Only syncs with links have these; the others' line stays as it was.
+		attrs = append(attrs, "deferred", s.Deferred, "revisited", s.Revisited, "waiting_too_long", s.Waiting)
 	}
 	if err != nil {
 		log.Error("pass failed", append(attrs, "err", explain(err))...)

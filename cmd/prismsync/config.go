@@ -51,6 +51,7 @@ type Config struct {
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
 	HistoryKeep     int           `env:"HISTORY_KEEP, default=1000"`
 	AlertWebhookURL string        `env:"ALERT_WEBHOOK_URL"`
+	DeferWarnAfter  time.Duration `env:"DEFER_WARN_AFTER, default=24h"`
 }
 
 // newBudget is the request budget the configuration describes, over store.
@@ -145,6 +146,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.HistoryKeep < 1 {
 		problems = append(problems, "HISTORY_KEEP must be at least 1 (the last pass is what status shows)")
+	}
+	if cfg.DeferWarnAfter <= 0 {
+		problems = append(problems, "DEFER_WARN_AFTER must be a positive duration (e.g. 24h)")
 	}
 	if len(problems) > 0 {
 		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}

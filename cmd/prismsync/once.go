@@ -12,13 +12,16 @@ import (
 
 	"github.com/prismsync/prismsync/connector"
 	"github.com/prismsync/prismsync/connector/budget"
+	"github.com/prismsync/prismsync/mapping"
 )
 
 const onceHelp = `Usage: prismsync once [--sync NAME]
 
 One pass of every sync in the mapping file (or only NAME): settle batches an
 interrupted run left in the journal, then read and send pages until the
-source has no rows after the checkpoint. It is never paced: everything
+source has no rows after the checkpoint. A sync that others link to (ref:)
+passes before them, so their links find its records; rows whose linked row
+has no record yet wait (deferred) and go out in a later run. It is never paced: everything
 pending is sent, using the budget's reserve if need be. Exits 0 only if every
 sync succeeded; 4 when the month's request budget ran out (the rows still
 waiting and when sending resumes are printed; nothing is lost).
@@ -50,7 +53,9 @@ func runOnce(ctx context.Context, args []string, env envconfig.Lookuper, stdout,
 	}
 	defer o.stop()
 	var failed []error
-	for _, s := range syncs {
+	// Referenced syncs first: their commits write the records the links
+	// of the syncs after them resolve to.
+	for _, s := range mapping.Order(syncs) {
 		sy := a.syncer(s)
 		sy.GuardWait = 30 * time.Second // a one-shot run must not exit 0 having read nothing
 		sum, held, err := a.runPass(ctx, sy)

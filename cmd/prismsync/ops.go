@@ -216,7 +216,7 @@ func refreshSyncs(ctx context.Context, a *app) {
 	}
 	states := make([]telemetry.SyncState, 0, len(overviews))
 	for _, o := range overviews {
-		st := telemetry.SyncState{Sync: o.Sync, Cursor: o.Position.Cursor, Rejects: o.Rejects}
+		st := telemetry.SyncState{Sync: o.Sync, Cursor: o.Position.Cursor, Rejects: o.Rejects, Deferred: o.Deferred}
 		if o.HasRun {
 			st.LastPass = o.LastRun.Finished
 			if o.LastRun.OK {

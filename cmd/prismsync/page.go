@@ -41,7 +41,7 @@ func (a *app) statusPage(ctx context.Context) (statuspage.Page, error) {
 	for i, s := range a.syncs {
 		mapped[i] = s.Name
 	}
-	rep, err := collectStatus(ctx, a.store, mapped, "", snap, now)
+	rep, err := collectStatus(ctx, a.store, mapped, "", snap, now, a.cfg.DeferWarnAfter)
 	if err != nil {
 		return statuspage.Page{}, fmt.Errorf("read the checkpoint store: %s", redact(err.Error()))
 	}
@@ -52,7 +52,7 @@ func (a *app) statusPage(ctx context.Context) (statuspage.Page, error) {
 			return statuspage.Page{}, fmt.Errorf("read the run history: %s", redact(err.Error()))
 		}
 		row := statuspage.Sync{Name: s.Name, InMapping: s.InMapping, State: statuspage.Never, InFlight: s.InFlight,
-			Rejected: s.Rejected, CheckpointError: redact(s.CheckpointError)}
+			Rejected: s.Rejected, Deferred: s.Deferred, CheckpointError: redact(s.CheckpointError)}
 		if cp := s.Checkpoint; cp != nil {
 			row.Checkpoint = cp.Cursor
 			if len(cp.Key) > 0 {
@@ -64,7 +64,7 @@ func (a *app) statusPage(ctx context.Context) (statuspage.Page, error) {
 		}
 		if len(runs) > 0 {
 			last := pagePass(runs[0], redact)
-			row.LastPass, row.State, row.Deferred = &last, runState(runs[0]), runs[0].Deferred
+			row.LastPass, row.State = &last, runState(runs[0])
 			for _, r := range runs {
 				if r.OK || r.Budget {
 					break

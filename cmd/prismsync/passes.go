@@ -24,8 +24,7 @@ func newPassRecord(name string, start, end time.Time, sum connector.Summary, req
 		Started: start, Finished: end, OK: err == nil,
 		Budget: sum.BudgetSpent || (err != nil && budgetOnly(err)),
 		Rows:   sum.Rows, Sent: sum.Sent, Created: sum.Created, Updated: sum.Updated, Existing: sum.Existing,
-		Unchanged: sum.Unchanged, Invalid: sum.Invalid, Rejected: sum.Rejected,
-		// Deferred stays 0 until the engine defers rows (issue 13).
+		Unchanged: sum.Unchanged, Invalid: sum.Invalid, Rejected: sum.Rejected, Deferred: sum.Deferred,
 		Requests: requests, Checkpoint: sum.Position,
 	}
 	if err != nil {

@@ -23,7 +23,9 @@ sync's checkpoint, in the order the engine reads them, maps them, and prints
 the exact import request bodies to stdout, one per line, split into requests
 of the sync's batch_size. Rows the mapping refuses (a missing required value,
 a failed coercion, a dedupe value repeated in one request) are left out of
-the bodies and listed on stderr with their key and reason.
+the bodies and listed on stderr with their key and reason. Links (ref:) carry
+the record ids the checkpoint store's ledger holds; a row whose linked row has
+no record yet is listed as deferred: the pass would keep it back until then.
 
 --where SQL selects rows by a boolean expression over the source's columns
 instead of the checkpoint (for example to see how one row would be sent).
@@ -81,8 +83,9 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	}
 	defer pool.Close()
 
-	// The store is only read: the checkpoint to start after, and the
-	// fingerprints that tell which rows a pass would skip.
+	// The store is only read: the checkpoint to start after, the
+	// fingerprints that tell which rows a pass would skip, and the record
+	// ledger that links resolve through.
 	store, err := openReadStore(ctx, cfg)
 	if err != nil {
 		return err
@@ -101,10 +104,14 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 		}
 	}
 	// The engine builds the bodies, so they are byte for byte what a pass
-	// would send (the preview test compares them with a real pass).
+	// would send (the preview test compares them with a real pass); links
+	// resolve through the store's record ledger.
 	sy := &connector.Syncer{Sync: s, DB: pool}
-	if store != nil && cfg.Fingerprints {
-		sy.Fingerprints = store
+	if store != nil {
+		sy.Store = store
+		if cfg.Fingerprints {
+			sy.Fingerprints = store
+		}
 	}
 	pv, err := sy.Preview(ctx, connector.Window{After: after, Where: *where, Limit: *limit})
 	if err != nil {
@@ -133,8 +140,12 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 	if len(pv.Unchanged) > 0 {
 		unchanged = fmt.Sprintf(", %d unchanged (not sent)", len(pv.Unchanged))
 	}
-	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import%s, %d invalid (nothing was sent)\n",
-		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid)-len(pv.Unchanged), len(pv.Bodies), s.Target.Object, unchanged, len(pv.Invalid))
+	deferred := ""
+	if len(pv.Deferred) > 0 {
+		deferred = fmt.Sprintf(", %d deferred", len(pv.Deferred))
+	}
+	fmt.Fprintf(stderr, "sync %s: %d rows %s: %d in %d request(s) to POST /v2/prism/{teamId}/%s/import%s, %d invalid%s (nothing was sent)\n",
+		s.Name, pv.Rows, what, pv.Rows-len(pv.Invalid)-len(pv.Deferred)-len(pv.Unchanged), len(pv.Bodies), s.Target.Object, unchanged, len(pv.Invalid), deferred)
 	for _, b := range pv.Bodies {
 		if _, err := stdout.Write(append(b, '\n')); err != nil {
 			return fmt.Errorf("write body: %w", err)
@@ -149,6 +160,9 @@ func runPreview(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 			msg += " (" + r.Code + ")"
 		}
 		fmt.Fprintf(stderr, "row %s: invalid: %s\n", keyText(s, r.RowKey), msg)
+	}
+	for _, r := range pv.Deferred {
+		fmt.Fprintf(stderr, "row %s: deferred: %s\n", keyText(s, r.RowKey), r.Message)
 	}
 	for _, w := range pv.Warnings {
 		fmt.Fprintf(stderr, "row %s: warning: property %s: %s (%s)\n", keyText(s, w.RowKey), w.Property, w.Message, w.Code)

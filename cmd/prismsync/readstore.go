@@ -55,8 +55,9 @@ func (emptyStore) Load(context.Context, string) (checkpoint.State, error) {
 func (emptyStore) LastRun(context.Context, string) (checkpoint.Run, bool, error) {
 	return checkpoint.Run{}, false, nil
 }
-func (emptyStore) Pending(context.Context, string) ([]checkpoint.Batch, error) { return nil, nil }
-func (emptyStore) CountRejects(context.Context, string) (int, error)           { return 0, nil }
+func (emptyStore) Pending(context.Context, string) ([]checkpoint.Batch, error)   { return nil, nil }
+func (emptyStore) CountRejects(context.Context, string) (int, error)             { return 0, nil }
+func (emptyStore) Deferred(context.Context, string) ([]checkpoint.Reject, error) { return nil, nil }
 func (emptyStore) TakeRequests(context.Context, string, int, int) (int, bool, error) {
 	return 0, false, checkpoint.ErrReadOnly
 }

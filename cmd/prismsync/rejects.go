@@ -13,6 +13,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/mapping"
 )
 
 const rejectsHelp = `Usage: prismsync rejects [--sync NAME] [--limit N] [--json]
@@ -20,11 +21,15 @@ const rejectsHelp = `Usage: prismsync rejects [--sync NAME] [--limit N] [--json]
 
 Lists rows that were not delivered: rows the mapping refused (missing
 required value, failed coercion, duplicate dedupe value in a batch) and rows
-the API refused with a per-row error. The checkpoint moved past them so they
-never block the rows behind them; each is retried automatically when its
-source row changes again. Newest first. Listing reads the checkpoint store
-only (a role that may only read can run it; with a file: store it reads a
-snapshot, next to a running daemon); it never creates or changes it.
+the API refused with a per-row error; then, apart, deferred rows: rows that
+link (ref:) to a row of another sync that has no Micro record yet (code
+missing_reference, with the row they wait for). The checkpoint moved past
+them all so they never block the rows behind them. A rejected row is retried
+automatically when its source row changes again; a deferred row goes out by
+itself on the first pass after the row it waits for was delivered. Newest
+first. Listing reads the checkpoint store only (a role that may only read can
+run it; with a file: store it reads a snapshot, next to a running daemon); it
+never creates or changes it.
 
 --retry re-sends every rejected row (of NAME, or of all syncs) as it is now
 in the source, e.g. after fixing a property in Micro or the mapping; the
@@ -83,13 +88,36 @@ func runRejects(ctx context.Context, args []string, env envconfig.Lookuper, stdo
 		fmt.Fprintln(stdout, "no rejected rows")
 		return nil
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SYNC\tROW KEY\tCODE\tATTEMPTS\tLAST SEEN\tMESSAGE")
+	var refused, deferred []checkpoint.Reject
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Sync, strings.Join(r.RowKey, ","), r.Code, r.Attempts,
-			r.LastSeen.UTC().Format(time.RFC3339), oneLine(r.Message, 100))
+		if r.Deferred() {
+			deferred = append(deferred, r)
+		} else {
+			refused = append(refused, r)
+		}
 	}
-	tw.Flush()
+	if len(refused) > 0 {
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SYNC\tROW KEY\tCODE\tATTEMPTS\tLAST SEEN\tMESSAGE")
+		for _, r := range refused {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", r.Sync, strings.Join(r.RowKey, ","), r.Code, r.Attempts,
+				r.LastSeen.UTC().Format(time.RFC3339), oneLine(r.Message, 100))
+		}
+		tw.Flush()
+	}
+	if len(deferred) > 0 {
+		if len(refused) > 0 {
+			fmt.Fprintln(stdout)
+		}
+		fmt.Fprintln(stdout, "Deferred (waiting for the Micro record of the row they link to; sent once it is delivered):")
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SYNC\tROW KEY\tWAITS FOR\tSINCE\tPROPERTY")
+		for _, r := range deferred {
+			fmt.Fprintf(tw, "%s\t%s\t%s %s\t%s\t%s\n", r.Sync, strings.Join(r.RowKey, ","), r.WaitSync, mapping.KeyText(r.WaitKey),
+				r.FirstSeen.UTC().Format(time.RFC3339), oneLine(strings.SplitN(r.Message, ":", 2)[0], 60))
+		}
+		tw.Flush()
+	}
 	if total > len(rs) {
 		fmt.Fprintf(stdout, "(%d of %d shown; --limit 0 for all)\n", len(rs), total)
 	}
@@ -106,6 +134,14 @@ type rejectJSON struct {
 	FirstSeen time.Time       `json:"first_seen"`
 	LastSeen  time.Time       `json:"last_seen"`
 	Payload   json.RawMessage `json:"payload,omitempty"`
+	// Deferred rows wait for the record of the row WaitsFor names.
+	Deferred bool      `json:"deferred"`
+	WaitsFor *waitsFor `json:"waits_for,omitempty"`
+}
+
+type waitsFor struct {
+	Sync   string   `json:"sync"`
+	RowKey []string `json:"row_key"`
 }
 
 func writeRejectsJSON(w io.Writer, rs []checkpoint.Reject) error {
@@ -115,6 +151,9 @@ func writeRejectsJSON(w io.Writer, rs []checkpoint.Reject) error {
 			Attempts: r.Attempts, FirstSeen: r.FirstSeen, LastSeen: r.LastSeen}
 		if json.Valid(r.Payload) {
 			j.Payload = r.Payload
+		}
+		if r.Deferred() {
+			j.Deferred, j.WaitsFor = true, &waitsFor{Sync: r.WaitSync, RowKey: r.WaitKey}
 		}
 		out = append(out, j)
 	}
@@ -179,8 +218,8 @@ func retryRejects(ctx context.Context, only string, env envconfig.Lookuper, stdo
 			continue
 		}
 		left, _ := a.store.CountRejects(ctx, s.Name)
-		fmt.Fprintf(stdout, "%s: retried %d rows (%d still in the source): %d created, %d updated, %d unchanged matches, %d rejected again, %d invalid; %d rejects left\n",
-			s.Name, len(keys), sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid, left)
+		fmt.Fprintf(stdout, "%s: retried %d rows (%d still in the source): %d created, %d updated, %d unchanged matches, %d rejected again, %d invalid, %d still waiting for a linked record; %d rejects left\n",
+			s.Name, len(keys), sum.Rows, sum.Created, sum.Updated, sum.Existing, sum.Rejected, sum.Invalid, sum.Deferred, left)
 	}
 	if len(failed) > 0 {
 		return errors.Join(failed...)

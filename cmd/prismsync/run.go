@@ -79,6 +79,12 @@ type passFunc func(ctx context.Context, sy *connector.Syncer) (sum connector.Sum
 // daemon schedules each sync until ctx ends. Work gets its own context, which
 // is cancelled only SHUTDOWN_TIMEOUT after ctx ends, so an in-flight batch
 // can finish and commit.
+//
+// Syncs pass in rounds: the first pass of every sync at start, then one
+// round per tick of each schedule for the syncs that share it. A round runs
+// the syncs level by level (mapping.Levels), the syncs of a level side by
+// side: a sync others link to passes before them, so their links find the
+// records it just committed.
 func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass passFunc, hb heartbeat) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -87,6 +93,9 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 	parser := cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
 	c := cron.New(cron.WithParser(parser))
 	var wg sync.WaitGroup
+	passes := make(map[*mapping.Sync]func(), len(syncs))
+	bySchedule := map[string][]*mapping.Sync{}
+	var specs []string
 	for _, s := range syncs {
 		sched, err := parser.Parse(s.Schedule)
 		if err != nil {
@@ -98,7 +107,7 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 		// month's budget (explicit commands never do).
 		sy.Paced, sy.Interval = true, interval(sched, time.Now())
 		var mu sync.Mutex
-		pass := func() {
+		passes[s] = func() {
 			hb.beat()
 			if !mu.TryLock() {
 				log.Warn("previous pass still running; skipping this tick", "sync", s.Name)
@@ -119,13 +128,29 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 			}
 			logSummary(log, sum, err)
 		}
-		c.Schedule(sched, cron.FuncJob(pass))
-		wg.Add(1)
-		go func() { defer wg.Done(); pass() }()
+		if _, ok := bySchedule[s.Schedule]; !ok {
+			specs = append(specs, s.Schedule)
+		}
+		bySchedule[s.Schedule] = append(bySchedule[s.Schedule], s)
 	}
 	if hb.progress != nil && hb.every > 0 {
 		c.Schedule(every(hb.every), cron.FuncJob(hb.beat))
 	}
+	round := func(ss []*mapping.Sync) {
+		for _, level := range mapping.Levels(ss) {
+			var lw sync.WaitGroup
+			for _, s := range level {
+				lw.Go(passes[s])
+			}
+			lw.Wait()
+		}
+	}
+	for _, spec := range specs {
+		sched, _ := parser.Parse(spec) // parsed above
+		group := bySchedule[spec]
+		c.Schedule(sched, cron.FuncJob(func() { round(group) }))
+	}
+	wg.Go(func() { round(syncs) })
 	c.Start()
 	log.Info("prismsync running", "syncs", len(syncs), "version", version())
 

@@ -25,7 +25,10 @@ const statusHelp = `Usage: prismsync status [--sync NAME] [--json]
 
 One row per sync: its checkpoint (cursor, key, and for time cursors its age,
 i.e. how far behind the CRM may be), the last pass (when, how long, result),
-batches in flight (journaled, not yet confirmed), rejected rows; then the
+batches in flight (journaled, not yet confirmed), rejected rows and deferred
+rows (rows that link to a row of another sync without a Micro record yet:
+they go out once it has one; those waiting longer than DEFER_WARN_AFTER are
+listed below the table); then the
 month's request budget: requests used by every replica together, what is
 left and the reserve, the daemon's pace and next partial send, the projected
 use at the month's end, and the syncs waiting for their turn.
@@ -46,7 +49,9 @@ scripts should read --json, whose shape is stable:
    "syncs": [{"name", "in_mapping", "checkpoint": {"cursor", "key", "batches",
      "updated_at", "age_seconds"?} | null, "checkpoint_error"?,
      "last_run": {"started", "finished", "duration_seconds", "ok", "error"?,
-     "rows", "sent"} | null, "in_flight_batches", "rejected_rows"}]}
+     "rows", "sent"} | null, "in_flight_batches", "rejected_rows",
+     "deferred_rows", "deferred_too_long": [{"row_key", "waits_for_sync",
+     "waits_for_key", "since"}]}]}
 
 Examples:
   prismsync status
@@ -98,7 +103,7 @@ func runStatus(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 	if err != nil {
 		return &unreachableError{err}
 	}
-	rep, err := collectStatus(ctx, store, mapped, *only, snap, time.Now())
+	rep, err := collectStatus(ctx, store, mapped, *only, snap, time.Now(), cfg.DeferWarnAfter)
 	if err != nil {
 		return err
 	}
@@ -152,7 +157,18 @@ type syncStatus struct {
 	CheckpointError string            `json:"checkpoint_error,omitempty"`
 	LastRun         *lastRunStatus    `json:"last_run"`
 	InFlight        int               `json:"in_flight_batches"`
-	Rejected        int               `json:"rejected_rows"`
+	Rejected        int               `json:"rejected_rows"` // refused by the mapping or the API
+	Deferred        int               `json:"deferred_rows"` // waiting for another sync's record
+	// DeferredTooLong lists the deferred rows waiting longer than
+	// DEFER_WARN_AFTER, oldest first.
+	DeferredTooLong []deferredStatus `json:"deferred_too_long"`
+}
+
+type deferredStatus struct {
+	RowKey   []string  `json:"row_key"`
+	WaitSync string    `json:"waits_for_sync"`
+	WaitKey  []string  `json:"waits_for_key"`
+	Since    time.Time `json:"since"`
 }
 
 type checkpointStatus struct {
@@ -181,12 +197,13 @@ type statusStore interface {
 	LastRun(ctx context.Context, sync string) (checkpoint.Run, bool, error)
 	Pending(ctx context.Context, sync string) ([]checkpoint.Batch, error)
 	CountRejects(ctx context.Context, sync string) (int, error)
+	Deferred(ctx context.Context, sync string) ([]checkpoint.Reject, error)
 }
 
 // collectStatus reads one row per sync: the mapping's syncs in file order,
 // then those only the store knows, sorted. A sync whose checkpoint cannot be
 // loaded (e.g. missing) gets its error in the row; store failures abort.
-func collectStatus(ctx context.Context, st statusStore, mapped []string, only string, b budget.Snapshot, now time.Time) (*statusReport, error) {
+func collectStatus(ctx context.Context, st statusStore, mapped []string, only string, b budget.Snapshot, now time.Time, warnAfter time.Duration) (*statusReport, error) {
 	known, err := st.Syncs(ctx)
 	if err != nil {
 		return nil, &unreachableError{fmt.Errorf("list syncs: %w", err)}
@@ -206,7 +223,7 @@ func collectStatus(ctx context.Context, st statusStore, mapped []string, only st
 	rep := &statusReport{GeneratedAt: now.UTC().Truncate(time.Second), Month: b.Month, Requests: b.Used, MonthlyLimit: b.Limit,
 		Budget: budgetReport(b), Syncs: []syncStatus{}}
 	for _, name := range names {
-		row := syncStatus{Name: name, InMapping: slices.Contains(mapped, name)}
+		row := syncStatus{Name: name, InMapping: slices.Contains(mapped, name), DeferredTooLong: []deferredStatus{}}
 		state, err := st.Load(ctx, name)
 		switch {
 		case err != nil:
@@ -238,6 +255,18 @@ func collectStatus(ctx context.Context, st statusStore, mapped []string, only st
 		if row.Rejected, err = st.CountRejects(ctx, name); err != nil {
 			return nil, fmt.Errorf("sync %s: rejects: %w", name, err)
 		}
+		deferred, err := st.Deferred(ctx, name)
+		if err != nil {
+			return nil, fmt.Errorf("sync %s: deferred rows: %w", name, err)
+		}
+		row.Deferred = len(deferred)
+		row.Rejected -= row.Deferred // counted apart: a deferred row is not refused
+		for _, d := range deferred {
+			if now.Sub(d.FirstSeen) >= warnAfter {
+				row.DeferredTooLong = append(row.DeferredTooLong, deferredStatus{RowKey: d.RowKey, WaitSync: d.WaitSync, WaitKey: d.WaitKey,
+					Since: d.FirstSeen.UTC().Truncate(time.Second)})
+			}
+		}
 		rep.Syncs = append(rep.Syncs, row)
 	}
 	return rep, nil
@@ -248,7 +277,7 @@ func writeStatusTable(w io.Writer, rep *statusReport) {
 		fmt.Fprintln(w, "no syncs (none in the mapping file, none in the checkpoint store)")
 	} else {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "SYNC\tCHECKPOINT\tAGE\tLAST RUN\tRESULT\tIN FLIGHT\tREJECTED")
+		fmt.Fprintln(tw, "SYNC\tCHECKPOINT\tAGE\tLAST RUN\tRESULT\tIN FLIGHT\tREJECTED\tDEFERRED")
 		for _, s := range rep.Syncs {
 			name := s.Name
 			if !s.InMapping {
@@ -276,11 +305,28 @@ func writeStatusTable(w io.Writer, rep *statusReport) {
 					result = "FAILED: " + oneLine(r.Error, 60)
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\n", name, cp, age, last, result, s.InFlight, s.Rejected)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", name, cp, age, last, result, s.InFlight, s.Rejected, s.Deferred)
 		}
 		tw.Flush()
+		writeDeferredTooLong(w, rep)
 	}
 	writeBudget(w, rep)
+}
+
+// writeDeferredTooLong lists the rows that have waited too long for the
+// record of the row they link to, a few per sync.
+func writeDeferredTooLong(w io.Writer, rep *statusReport) {
+	const perSync = 10
+	for _, s := range rep.Syncs {
+		for i, d := range s.DeferredTooLong {
+			if i == perSync {
+				fmt.Fprintf(w, "  … and %d more (prismsync rejects --sync %s)\n", len(s.DeferredTooLong)-perSync, s.Name)
+				break
+			}
+			fmt.Fprintf(w, "Deferred since %s: %s row %s waits for the Micro record of %s row %s (not synced or rejected there)\n",
+				d.Since.Format(time.RFC3339), s.Name, mapping.KeyText(d.RowKey), d.WaitSync, mapping.KeyText(d.WaitKey))
+		}
+	}
 }
 
 func budgetReport(s budget.Snapshot) budgetStatus {

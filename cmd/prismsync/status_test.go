@@ -36,7 +36,9 @@ func seedStatus(t *testing.T, s checkpoint.Store, now time.Time) {
 	ctx := context.Background()
 	cursor := now.Add(-90 * time.Minute).UTC().Format("2006-01-02 15:04:05.999999-07")
 	mustT(t, s.Commit(ctx, "people", "k1", checkpoint.Position{Cursor: cursor, Key: []string{"42"}}, "fp",
-		[]checkpoint.Reject{{RowKey: []string{"7"}, Code: "invalid_value", Message: "bad"}, {RowKey: []string{"8"}, Code: "x"}}, nil))
+		[]checkpoint.Reject{{RowKey: []string{"7"}, Code: "invalid_value", Message: "bad"}, {RowKey: []string{"8"}, Code: "x"},
+			{RowKey: []string{"9"}, Code: "missing_reference", WaitSync: "companies", WaitKey: []string{"3"}, FirstSeen: now.Add(-25 * time.Hour)},
+			{RowKey: []string{"10"}, Code: "missing_reference", WaitSync: "companies", WaitKey: []string{"4"}, FirstSeen: now.Add(-time.Hour)}}, nil))
 	mustT(t, s.Journal(ctx, checkpoint.Batch{Sync: "people", Key: "k2", Attempt: 1, Body: []byte("{}"), Object: "contact"}))
 	mustT(t, s.RecordRun(ctx, "people", checkpoint.Run{Started: now.Add(-10 * time.Minute), Finished: now.Add(-9 * time.Minute),
 		Error: "sync people: import job j1 failed: boom", Rows: 500, Sent: 0}, 10))
@@ -80,8 +82,14 @@ func checkStatusJSON(t *testing.T, out []byte) {
 				Rows     int     `json:"rows"`
 				Duration float64 `json:"duration_seconds"`
 			} `json:"last_run"`
-			InFlight int `json:"in_flight_batches"`
-			Rejected int `json:"rejected_rows"`
+			InFlight        int `json:"in_flight_batches"`
+			Rejected        int `json:"rejected_rows"`
+			Deferred        int `json:"deferred_rows"`
+			DeferredTooLong []struct {
+				RowKey   []string `json:"row_key"`
+				WaitSync string   `json:"waits_for_sync"`
+				WaitKey  []string `json:"waits_for_key"`
+			} `json:"deferred_too_long"`
 		} `json:"syncs"`
 	}
 	if err := json.Unmarshal(out, &rep); err != nil {
@@ -106,7 +114,8 @@ func checkStatusJSON(t *testing.T, out []byte) {
 	if p.Name != "people" || !p.InMapping || p.Checkpoint == nil || p.Checkpoint.Key[0] != "42" || p.Checkpoint.Batches != 1 ||
 		p.Checkpoint.AgeSeconds == nil || *p.Checkpoint.AgeSeconds < 89*60 || *p.Checkpoint.AgeSeconds > 100*60 ||
 		p.LastRun == nil || p.LastRun.OK || !strings.Contains(p.LastRun.Error, "boom") || p.LastRun.Rows != 500 ||
-		p.LastRun.Duration != 60 || p.InFlight != 1 || p.Rejected != 2 {
+		p.LastRun.Duration != 60 || p.InFlight != 1 || p.Rejected != 2 || p.Deferred != 2 ||
+		len(p.DeferredTooLong) != 1 || p.DeferredTooLong[0].RowKey[0] != "9" || p.DeferredTooLong[0].WaitSync != "companies" || p.DeferredTooLong[0].WaitKey[0] != "3" {
 		t.Errorf("people = %+v\n%s", p, out)
 	}
 	if n.Name != "never" || !n.InMapping || n.Checkpoint != nil || n.LastRun != nil || n.InFlight != 0 {
@@ -138,7 +147,8 @@ func TestStatusFileStoreNextToDaemon(t *testing.T) {
 	table := out.String()
 	for _, want := range []string{"SYNC", "people", "[42]", "1h30m", "FAILED: sync people: import job j1 failed: boom",
 		"never", "(start)", "gone (not in mapping)", "ok: 5 rows, 5 sent in 2s", "API requests in ", "412 of 1000 used, 588 left (50 of them the reserve)",
-		"Partial batches: one send every ", "projected 950 requests", "Waiting for its turn: gone, 7 rows since "} {
+		"Partial batches: one send every ", "projected 950 requests", "Waiting for its turn: gone, 7 rows since ",
+		"DEFERRED", "people row [9] waits for the Micro record of companies row [3]"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}

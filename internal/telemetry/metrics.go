@@ -134,8 +134,8 @@ func New(opts Options) *Metrics {
 	m.cursorTime = gauge("checkpoint_cursor_timestamp_seconds", "The checkpoint's cursor value as Unix time, from the checkpoint store (only for time-typed cursors, once committed).", "sync")
 	m.horizonLag = gauge("commit_horizon_lag_seconds", "How far the commit horizon (and SYNC_LAG) held this process's last pass back from now (0 for cursors that are not times).", "sync")
 	m.schedule = gauge("schedule_interval_seconds", "Time between two scheduled passes of the sync in this daemon (0 until its first tick; a one-shot run sets none).", "sync")
-	m.rejects = gauge("rejected_rows", "Rows recorded as rejects in the checkpoint store (refused by the mapping or the API, not delivered).", "sync")
-	m.deferred = gauge("deferred_rows", "Rows held back for a later pass, from the checkpoint store (0 until the store keeps deferred rows).", "sync")
+	m.rejects = gauge("rejected_rows", "Rows recorded as rejects in the checkpoint store (refused by the mapping or the API, not delivered; deferred rows apart).", "sync")
+	m.deferred = gauge("deferred_rows", "Rows waiting for the Micro record of a row they link to (deferred, code missing_reference), from the checkpoint store; not counted in rejected_rows.", "sync")
 	info := gauge("build_info", "Always 1; its labels say which prismsync build runs.", "version", "commit", "go_version")
 	info.WithLabelValues(orUnknown(opts.Version), orUnknown(opts.Commit), runtime.Version()).Set(1)
 	plain := func(name, help string) prometheus.Gauge {

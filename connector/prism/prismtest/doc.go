@@ -24,6 +24,12 @@
 //     (idempotent-replay: true), another body or path under the key is 409
 //     idempotency_key_mismatch, a key older than IdempotencyTTL (24h) 409
 //     idempotency_key_stale;
+//   - reference properties (Options.Refs: which slugs of which object type
+//     link to records of which type, one id or, multi, an array of them): a
+//     value that is not null and not the UUID of an existing record of that
+//     type is the per-row error invalid_reference, checked as the row is
+//     applied; Delete soft-deletes a record, which then neither matches on
+//     dedupe nor is a valid reference;
 //   - errors as {code, message, request_id}, and optional per-second and
 //     monthly limits answered with 429 and Retry-After.
 //

@@ -124,7 +124,7 @@ func (st *objectStore) export(object string, n seq) Record {
 }
 
 // Records returns copies of the records of an object type in creation order
-// (after completing due jobs).
+// (after completing due jobs), deleted ones left out.
 func (s *Server) Records(object string) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -133,25 +133,27 @@ func (s *Server) Records(object string) []Record {
 	if st == nil {
 		return nil
 	}
-	out := make([]Record, st.n)
-	for i := range out {
-		out[i] = st.export(object, seq(i+1))
+	out := make([]Record, 0, st.n-st.deleted)
+	for n := seq(1); n <= st.n; n++ {
+		if !st.rec(n).deleted {
+			out = append(out, st.export(object, n))
+		}
 	}
 	return out
 }
 
-// Count returns how many records an object type has.
+// Count returns how many live (not deleted) records an object type has.
 func (s *Server) Count(object string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked(s.now())
 	if st := s.objects[object]; st != nil {
-		return int(st.n)
+		return int(st.n - st.deleted)
 	}
 	return 0
 }
 
-// Record returns one record by id.
+// Record returns one live record by id.
 func (s *Server) Record(object, id string) (Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -165,7 +167,7 @@ func (s *Server) Record(object, id string) (Record, bool) {
 	if err != nil || u.String() != id {
 		return Record{}, false
 	}
-	if n := st.record(u); n != 0 {
+	if n := st.record(u); n != 0 && !st.rec(n).deleted {
 		return st.export(object, n), true
 	}
 	return Record{}, false

@@ -55,6 +55,12 @@ type Options struct {
 	// property slugs of that type: any other slug is a per-row
 	// "unknown_property" error, and an unknown dedupe_by slug a 400.
 	KnownSlugs map[string][]string
+	// Refs declares reference properties, per object type and slug:
+	// Refs["contact"]["organization"] = RefProperty{Object: "organization"}.
+	// A row whose value of such a slug is neither null nor the id of a live
+	// record of that type (an array of them for Multi) gets the per-row
+	// error "invalid_reference".
+	Refs map[string]map[string]RefProperty
 	// OmitInputIndex emulates the older response shape whose results carry
 	// no input_index (they are then only in input order).
 	OmitInputIndex bool
@@ -110,6 +116,7 @@ type Server struct {
 	opts  Options
 	now   func() time.Time
 	known map[string]map[string]bool
+	refs  map[string][]refSlug
 	done  chan struct{} // closed by Close to release hung requests
 	once  sync.Once
 
@@ -163,6 +170,7 @@ func New(opts Options) *Server {
 			s.known[object] = set
 		}
 	}
+	s.refs = compileRefs(opts.Refs)
 	s.resetLocked()
 	return s
 }

@@ -24,6 +24,7 @@ type record struct {
 	listID  uint32 // index into objectStore.listIDs
 	updates uint32
 	matches uint32
+	deleted bool // Server.Delete: no dedupe match, no valid reference, not listed
 }
 
 // seq numbers records from 1 in creation order (0 is "no record"), which
@@ -43,6 +44,7 @@ type indexKey struct {
 type objectStore struct {
 	recs    [][]record // chunks of recChunk records, in seq order
 	n       seq
+	deleted seq               // how many of the n are deleted
 	byID    map[uuid.UUID]seq // built by the first Record call
 	indexes map[indexKey]*dedupeIndex
 	text    arena
@@ -222,7 +224,7 @@ func (st *objectStore) index(k indexKey) *dedupeIndex {
 		later:           make(map[uint64][]seq),
 	}
 	for n := seq(1); n <= st.n; n++ {
-		if key, ok := st.recKey(idx, n); ok {
+		if key, ok := st.recKey(idx, n); ok && !st.rec(n).deleted {
 			idx.add(st.hash(key), n)
 		}
 	}
@@ -386,9 +388,15 @@ func (s *Server) applyRows(object string, items []item, o importOptions, now tim
 	}
 	out := outcome{store: st, rows: make([]rowResult, len(items))}
 	for i, it := range items {
-		if it.err != nil {
+		err := it.err
+		if refs := s.refs[object]; err == nil && refs != nil {
+			// Checked as the row is applied, so a row may link to a
+			// record an earlier row of the same import created.
+			err = s.checkRefs(refs, it.props)
+		}
+		if err != nil {
 			out.rows[i] = rowResult{flags: resError}
-			out.errs = append(out.errs, it.err)
+			out.errs = append(out.errs, err)
 			s.stats.RowErrors++
 			continue
 		}
