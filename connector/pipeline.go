@@ -69,29 +69,29 @@ func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w
 
 // feed sends the batches that read produces, in order, while committing
 // in-flight batches the moment they complete. Reading runs in its own
-// goroutine so that neither the next page's query, encoding and journal
+// goroutine so that neither the next batch's fetch, encoding and journal
 // write nor a commit waits for the other: a slot freed by a completed job is
 // refilled at once with a batch that is already built and journaled. read
 // stays one batch ahead, so memory holds at most max+2 batches (max in
 // flight, one being committed, one ready).
 func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
 	rctx, stop := context.WithCancel(ctx)
-	pages := make(chan built)
+	batches := make(chan built)
 	done := make(chan struct{})
 	var rerr error
 	go func() {
 		defer close(done)
-		defer close(pages)
-		rerr = p.read(rctx, src, enc, w, pages)
+		defer close(batches)
+		rerr = p.read(rctx, src, enc, w, batches)
 	}()
 	defer func() {
 		stop()
-		for b := range pages { // a batch the reader was handing over
+		for b := range batches { // a batch the reader was handing over
 			p.unjournal(ctx, b)
 		}
 		<-done
 	}()
-	in := pages // nil once read has handed over its last batch
+	in := batches // nil once read has handed over its last batch
 	take := func(b built, ok bool) error {
 		if !ok {
 			in = nil
@@ -141,14 +141,17 @@ func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, 
 	}
 }
 
-// read pages through the window, maps each page into a batch, and hands the
-// batches to feed in order. It touches no pipeline state: feed owns that.
+// read scans the window, maps each batch of rows, and hands the batches to
+// feed in order. It touches no pipeline state: feed owns that. A batch with
+// fewer rows than asked for is partial, and the last: the scan is at the end
+// of the window.
 func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, w Window, out chan<- built) error {
 	s := p.s
+	sc := src.scan(w, s.MaxSnapshot, s.Now)
+	defer sc.release(ctx) // the budget or a shutdown may end the pass mid-window
 	for {
 		limit := s.limit()
-		w.Limit = limit
-		rows, err := src.Page(ctx, w)
+		rows, err := sc.next(ctx, limit)
 		if err != nil {
 			return err
 		}
@@ -186,16 +189,42 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 			p.unjournal(ctx, b)
 			return err
 		}
-		select {
-		case out <- b:
-		case <-ctx.Done():
-			p.unjournal(ctx, b)
-			return ctx.Err()
+		if err := p.handOver(ctx, sc, out, b); err != nil {
+			return err
 		}
 		w.After = b.To
-		if len(rows) < limit || s.stopping() {
+		if partial || s.stopping() {
 			return nil
 		}
+	}
+}
+
+// handOver gives b to feed. While feed has no room for it (the batches in
+// flight wait for the API), the scan's snapshot is released once it is as
+// old as it may get, so a slow API never holds back vacuum on the source.
+func (p *pipeline) handOver(ctx context.Context, sc *scan, out chan<- built, b built) error {
+	select {
+	case out <- b:
+		return nil
+	default:
+	}
+	expired, stop := sc.expiry()
+	defer stop()
+	select {
+	case out <- b:
+		return nil
+	case <-expired:
+		sc.release(ctx)
+	case <-ctx.Done():
+		p.unjournal(ctx, b)
+		return ctx.Err()
+	}
+	select {
+	case out <- b:
+		return nil
+	case <-ctx.Done():
+		p.unjournal(ctx, b)
+		return ctx.Err()
 	}
 }
 

@@ -125,16 +125,26 @@ type Window struct {
 
 // Page reads up to w.Limit rows of the window, in keyset order, inside a
 // READ ONLY transaction. Rows whose cursor is NULL are never read (they cannot
-// be ordered); `prismsync validate` warns about nullable cursors.
+// be ordered); `prismsync validate` warns about nullable cursors. A pass
+// reads its window with a scan instead (scan.go): one query, not one per
+// page.
 func (s *source) Page(ctx context.Context, w Window) ([]row, error) {
-	from, where, args, err := s.window(w)
+	sql, args, err := s.ordered(w)
 	if err != nil {
 		return nil, err
 	}
 	args = append(args, w.Limit)
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
-		s.selectList, from, where, strings.Join(s.ordering, ", "), len(args))
-	return s.read(ctx, sql, args, w.Limit)
+	return s.read(ctx, fmt.Sprintf("%s LIMIT $%d", sql, len(args)), args, w.Limit)
+}
+
+// ordered is the SELECT of a window's rows in keyset order, without a limit.
+func (s *source) ordered(w Window) (string, []any, error) {
+	from, where, args, err := s.window(w)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s",
+		s.selectList, from, where, strings.Join(s.ordering, ", ")), args, nil
 }
 
 // Count counts the rows of a window (its Limit is ignored), for a
@@ -228,13 +238,22 @@ func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int)
 	if err != nil {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
+	out, err := s.collect(rows, make([]row, 0, sizeHint))
+	if err != nil {
+		return nil, err
+	}
+	return out, tx.Commit(ctx)
+}
+
+// collect appends the rows of one result to out, each split into mapped
+// values and position, and closes rows.
+func (s *source) collect(rows pgx.Rows, out []row) ([]row, error) {
 	defer rows.Close()
 	n := len(s.cols)
-	out := make([]row, 0, sizeHint)
 	var dec *rowDecoder
 	for rows.Next() {
 		if dec == nil {
-			// Planned once per query, not per value as rows.Values() does.
+			// Planned once per result, not per value as rows.Values() does.
 			dec = newRowDecoder(rows.Conn().TypeMap(), rows.FieldDescriptions())
 		}
 		vals, err := dec.decode(rows.RawValues())
@@ -256,7 +275,7 @@ func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int)
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
-	return out, tx.Commit(ctx)
+	return out, nil
 }
 
 // TimeCursor reports whether the cursor is a timestamp, so the commit

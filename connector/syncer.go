@@ -81,8 +81,15 @@ type Syncer struct {
 	// polls while GuardWait waits), so tests need not wait.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Stopping, when closed, ends a pass after the batches in flight instead
-	// of reading further pages (graceful shutdown).
+	// of reading further rows (graceful shutdown).
 	Stopping <-chan struct{}
+	// MaxSnapshot bounds how long a pass reads the source in one snapshot
+	// (default DefaultMaxSnapshot): an older one is ended and the read goes
+	// on from the last row in a new one, so that a long backfill does not
+	// keep vacuum from removing dead rows on the source.
+	MaxSnapshot time.Duration
+	// Now is the clock of MaxSnapshot (default time.Now).
+	Now func() time.Time
 
 	warnOnce    sync.Once
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
