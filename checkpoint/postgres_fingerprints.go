@@ -8,9 +8,22 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
+// qFingerprints looks up the stored sums of a batch's keys: one probe of
+// the primary key per key. The OFFSET 0 keeps the subquery a subquery, so the
+// planner cannot turn it into a join that reads every fingerprint of the
+// sync (a hash join over sync = $1, or an index scan on sync filtered by
+// row_key = ANY($2), which a generic plan made while the table was small, or
+// before it was ever analyzed, keeps choosing as it grows; see connect for
+// the settings that rule out a sequential scan per probe).
+const qFingerprints = `
+	SELECT k.row_key, f.sum
+	FROM unnest($2::text[]) AS k(row_key)
+	CROSS JOIN LATERAL (
+		SELECT sum FROM prismsync.fingerprints WHERE sync = $1 AND row_key = k.row_key OFFSET 0
+	) AS f`
+
 // Fingerprints implements connector.Fingerprints with one query, whatever
-// the number of keys: the primary key (sync, row_key) answers row_key =
-// ANY($2) with one index probe per key.
+// the number of keys (qFingerprints).
 func (s *PGStore) Fingerprints(ctx context.Context, sync string, keys [][]string) ([][]byte, error) {
 	if err := checkSync(sync); err != nil {
 		return nil, err
@@ -28,8 +41,7 @@ func (s *PGStore) Fingerprints(ctx context.Context, sync string, keys [][]string
 	uniq := slices.Clone(enc)
 	slices.Sort(uniq)
 	uniq = slices.Compact(uniq)
-	rows, err := s.pool.Query(ctx, `
-		SELECT row_key, sum FROM prismsync.fingerprints WHERE sync = $1 AND row_key = ANY($2::text[])`, sync, uniq)
+	rows, err := s.pool.Query(ctx, qFingerprints, sync, uniq)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: fingerprints of sync %q: %w", sync, err)
 	}
@@ -53,9 +65,24 @@ func (s *PGStore) Fingerprints(ctx context.Context, sync string, keys [][]string
 	return out, nil
 }
 
-// SaveFingerprints implements connector.Fingerprints with one statement:
-// an upsert from unnest of two arrays, plus a delete for keys whose sum is
-// empty (nil deletes the stored one). When keys repeat, the last one wins.
+// qSaveFingerprints upserts a batch's sums; the primary key is the
+// conflict arbiter, so each row is one index probe.
+const qSaveFingerprints = `
+	INSERT INTO prismsync.fingerprints AS f (sync, row_key, sum)
+	SELECT $1, u.k, u.s FROM unnest($2::text[], $3::bytea[]) AS u(k, s)
+	ON CONFLICT (sync, row_key) DO UPDATE SET sum = EXCLUDED.sum`
+
+// qDeleteFingerprint forgets the sum of a key saved with an empty one: one
+// statement per key, each a probe of the primary key. The engine never
+// saves empty sums, so this is not a per-batch statement. (One statement
+// for all keys, row_key = ANY($2), gets a generic plan that scans every
+// fingerprint of the sync when the table was empty as it was planned.)
+const qDeleteFingerprint = `DELETE FROM prismsync.fingerprints WHERE sync = $1 AND row_key = $2`
+
+// SaveFingerprints implements connector.Fingerprints with one statement
+// (qSaveFingerprints), plus qDeleteFingerprint for each key whose sum is
+// empty (nil deletes the stored one), in one round trip and one transaction.
+// When keys repeat, the last one wins.
 func (s *PGStore) SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error {
 	p, err := prepareFingerprints(sync, keys, sums)
 	if err != nil {
@@ -67,30 +94,28 @@ func (s *PGStore) SaveFingerprints(ctx context.Context, sync string, keys [][]st
 	if err := s.writable(); err != nil {
 		return err
 	}
-	// The CTE and the INSERT see the same snapshot; a key is in one list or
-	// the other, never both, so their order does not matter.
-	_, err = s.pool.Exec(ctx, `
-		WITH gone AS (
-			DELETE FROM prismsync.fingerprints WHERE sync = $1 AND row_key = ANY($2::text[])
-		)
-		INSERT INTO prismsync.fingerprints AS f (sync, row_key, sum)
-		SELECT $1, u.k, u.s FROM unnest($3::text[], $4::bytea[]) AS u(k, s)
-		ON CONFLICT (sync, row_key) DO UPDATE SET sum = EXCLUDED.sum`,
-		sync, pgStrings(p.gone), pgStrings(p.keys), pgBytes(p.sums))
+	// A key is in one list or the other, never both, so the order of the
+	// statements does not matter; sent together they are one round trip and
+	// one implicit transaction.
+	b := &pgx.Batch{}
+	for _, k := range p.gone {
+		b.Queue(qDeleteFingerprint, sync, k)
+	}
+	if len(p.keys) > 0 {
+		b.Queue(qSaveFingerprints, sync, p.keys, pgBytes(p.sums))
+	}
+	if b.Len() == 1 {
+		_, err = s.pool.Exec(ctx, b.QueuedQueries[0].SQL, b.QueuedQueries[0].Arguments...)
+	} else {
+		err = s.pool.SendBatch(ctx, b).Close()
+	}
 	if err != nil {
 		return fmt.Errorf("checkpoint: save %d fingerprint(s) of sync %q: %w", len(p.keys)+len(p.gone), sync, err)
 	}
 	return nil
 }
 
-// pgStrings and pgBytes send an empty array rather than NULL for nil.
-func pgStrings(v []string) []string {
-	if v == nil {
-		return []string{}
-	}
-	return v
-}
-
+// pgBytes sends an empty array rather than NULL for nil.
 func pgBytes(v [][]byte) [][]byte {
 	if v == nil {
 		return [][]byte{}
