@@ -121,6 +121,7 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		Observer:       a.observer,
 		Budget:         a.budget,
 		Fingerprints:   a.fingerprints(),
+		MaxSnapshot:    a.cfg.ScanMaxSnapshot,
 	}
 }
 

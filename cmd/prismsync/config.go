@@ -47,6 +47,7 @@ type Config struct {
 	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
 	MaxDelay        time.Duration `env:"MAX_DELAY"`
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
+	ScanMaxSnapshot time.Duration `env:"SCAN_MAX_SNAPSHOT, default=5m"`
 }
 
 // newBudget is the request budget the configuration describes, over store.
@@ -132,6 +133,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.MaxJobAttempts < 1 {
 		problems = append(problems, "MAX_JOB_ATTEMPTS must be at least 1")
+	}
+	if cfg.ScanMaxSnapshot <= 0 {
+		problems = append(problems, "SCAN_MAX_SNAPSHOT must be positive")
 	}
 	if len(problems) > 0 {
 		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}
