@@ -119,6 +119,13 @@ type Store interface {
 	// ones, in one statement. An empty sums[i] deletes the stored hash; when
 	// a key repeats, its last sum wins. A sum may be at most 64 bytes.
 	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// AddFingerprints does what SaveFingerprints does, for keys that had no
+	// fingerprint when they were looked up: a store may then write them
+	// without looking for an existing one first (a key that has one by now
+	// is still replaced).
+	AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// HasFingerprints reports whether any fingerprint of sync is stored.
+	HasFingerprints(ctx context.Context, sync string) (bool, error)
 
 	// RecordRun replaces the record of the last run (pass) of sync.
 	RecordRun(ctx context.Context, sync string, r Run) error

@@ -99,7 +99,12 @@
 // is one query (a primary-key probe per key of unnest($2)) and a save one
 // statement (an upsert from unnest of two arrays; an empty sum adds a delete
 // of its key, in the same round trip) whatever the number of keys; the
-// conformance suite checks 10,000 in one call. Sums are at most 64
+// conformance suite checks 10,000 in one call. AddFingerprints writes the
+// sums of keys that had none when looked up with a plain insert from unnest,
+// about half the database CPU of the upsert (which takes a speculative
+// insertion per row); a key stored meanwhile makes that insert fail as a
+// whole, and the upsert runs instead. HasFingerprints (EXISTS, one index
+// entry) lets a sync's first pass skip the lookups, which would find nothing. Sums are at most 64
 // bytes; an empty sum deletes, and a key repeated in one save keeps its last
 // sum. Forget deletes a sync's fingerprints with the rest.
 //

@@ -1193,6 +1193,49 @@ func testFingerprints(t *testing.T, h harness) {
 		wantFingerprints(t, s2, "orgs", keys, [][]byte{nil, sum16("again", 2)})
 	})
 
+	t.Run("Has", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		has := func(sync string, want bool) {
+			t.Helper()
+			got, err := s.HasFingerprints(ctx, sync)
+			if err != nil || got != want {
+				t.Errorf("HasFingerprints(%q) = %v, %v; want %v", sync, got, err, want)
+			}
+		}
+		has("orgs", false)
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{sum16("has", 1)}))
+		has("orgs", true)
+		has("contacts", false)
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{nil}))
+		has("orgs", false) // deleting the last one leaves none
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"2"}}, [][]byte{sum16("has", 2)}))
+		has("orgs", true)
+		must(t, s.Forget(ctx, "orgs"))
+		has("orgs", false)
+		if _, err := s.HasFingerprints(ctx, ""); err == nil {
+			t.Error("HasFingerprints with an empty sync name succeeded")
+		}
+	})
+
+	t.Run("Add", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		keys := [][]string{{"1"}, {"2"}, {"3"}}
+		must(t, s.AddFingerprints(ctx, "orgs", keys, [][]byte{sum16("a", 1), sum16("a", 2), sum16("a", 3)}))
+		wantFingerprints(t, s, "orgs", keys, [][]byte{sum16("a", 1), sum16("a", 2), sum16("a", 3)})
+		// The keys were thought new but one is stored by now (a
+		// backfill of the same sync saved it): it is replaced all the
+		// same, and the others are added.
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"4"}, {"2"}, {"5"}, {"4"}}, [][]byte{sum16("b", 4), sum16("b", 2), sum16("b", 5), sum16("c", 4)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"1"}, {"2"}, {"3"}, {"4"}, {"5"}},
+			[][]byte{sum16("a", 1), sum16("b", 2), sum16("a", 3), sum16("c", 4), sum16("b", 5)})
+		// An empty sum deletes, as with SaveFingerprints.
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"1"}, {"6"}}, [][]byte{nil, sum16("d", 6)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"1"}, {"6"}}, [][]byte{nil, sum16("d", 6)})
+		if err := s.AddFingerprints(ctx, "orgs", keys, [][]byte{{1}}); err == nil {
+			t.Error("AddFingerprints with fewer sums than keys succeeded")
+		}
+	})
+
 	t.Run("TenThousandKeys", func(t *testing.T) {
 		loc := h.newLoc(t)
 		s, err := h.open(t, loc)

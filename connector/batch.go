@@ -78,9 +78,16 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 
 // skipUnchanged drops rows whose object hash equals the one stored for
 // their key; the batch keeps its end position, so the checkpoint still moves
-// past them.
-func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
+// past them. With look false the sync has no fingerprints at all (its first
+// pass): every row is fresh, and there is nothing to ask the store.
+func (s *Syncer) skipUnchanged(ctx context.Context, b built, look bool) (built, error) {
 	if s.Fingerprints == nil || s.Force || len(b.sent) == 0 {
+		return b, nil
+	}
+	if !look {
+		for i := range b.sent {
+			b.sent[i].fresh = true
+		}
 		return b, nil
 	}
 	keys := make([][]string, len(b.sent))
@@ -94,12 +101,14 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 		return b, err
 	}
 	kept := b.sent[:0:0]
-	for i, r := range b.sent {
+	for i := range b.sent {
+		r := &b.sent[i]
 		if i < len(stored) && bytes.Equal(stored[i], r.sum) {
 			b.unchanged++
 			continue
 		}
-		kept = append(kept, r)
+		r.fresh = i < len(stored) && stored[i] == nil
+		kept = append(kept, *r)
 	}
 	if b.unchanged == 0 {
 		return b, nil

@@ -50,6 +50,9 @@ type pipeline struct {
 	held     int
 	nextSend time.Time
 	spent    bool
+	// look: the sync has stored fingerprints, so rows are looked up
+	// (a first pass has none to find).
+	look bool
 }
 
 func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
@@ -161,7 +164,7 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 		partial := len(rows) < limit
 		b := s.build(enc, w.After, rows, s.logWarning)
 		b.read = len(rows)
-		if b, err = s.skipUnchanged(ctx, b); err != nil {
+		if b, err = s.skipUnchanged(ctx, b, p.look); err != nil {
 			return err
 		}
 		if len(b.sent) > 0 {

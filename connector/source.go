@@ -35,6 +35,9 @@ type row struct {
 	pos    checkpoint.Position
 	object []byte // the encoded object, once mapped
 	sum    []byte // its change fingerprint, when fingerprints are on
+	// fresh: the store had no fingerprint for the row's key when the
+	// pass looked (or had none for the sync at all).
+	fresh bool
 }
 
 // newSource describes the sync's source against the database without reading

@@ -149,6 +149,14 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	sum.HorizonLag = b.lag
 	w := Window{After: sum.Position, from: s.From, to: s.To, until: b.until, cap: b.cap}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
+	if s.Fingerprints != nil && !s.Force {
+		// Asked once per pass: rows this pass saves are not read again
+		// in it, and missing one that another process (a backfill of the
+		// same sync) saves meanwhile costs a resend, never a row.
+		if p.look, err = s.Fingerprints.HasFingerprints(ctx, s.Sync.Name); err != nil {
+			return err
+		}
+	}
 	return p.run(ctx, src, enc, w)
 }
 
