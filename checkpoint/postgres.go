@@ -185,15 +185,17 @@ func (s *PGStore) Load(ctx context.Context, sync string) (State, error) {
 }
 
 // qJournal writes one batch to the journal: an upsert on its primary key.
+// Body and row keys go in batch_gzip (encodePayload); body_gzip and
+// row_keys are what entries written before schema version 6 use.
 const qJournal = `
 	INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
-		row_count, body_gzip, object, job_id, created_at, row_keys)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz), $14)
+		row_count, batch_gzip, object, job_id, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz))
 	ON CONFLICT (sync, batch_key) DO UPDATE SET
 		attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
 		to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
-		body_gzip = EXCLUDED.body_gzip, object = EXCLUDED.object, job_id = EXCLUDED.job_id,
-		row_keys = EXCLUDED.row_keys, created_at = coalesce($12::timestamptz, j.created_at)`
+		batch_gzip = EXCLUDED.batch_gzip, body_gzip = NULL, row_keys = '[]',
+		object = EXCLUDED.object, job_id = EXCLUDED.job_id, created_at = coalesce($12::timestamptz, j.created_at)`
 
 // Journal implements Store. Replacing a batch keeps its place in Pending's
 // order, and its CreatedAt unless b.CreatedAt is set.
@@ -204,7 +206,7 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	z, err := compress(b.Body)
+	z, err := encodePayload(b.Body, b.RowKeys)
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
@@ -215,7 +217,7 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	}
 	_, err = s.pool.Exec(ctx, qJournal,
 		b.Sync, b.Key, b.Attempt, b.From.Cursor, pgKey(b.From.Key), b.To.Cursor, pgKey(b.To.Key),
-		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()), rowKeysJSON(b.RowKeys))
+		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()))
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
@@ -243,7 +245,7 @@ func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 }
 
 const qPending = `
-	SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, body_gzip, object, job_id, created_at, row_keys
+	SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, batch_gzip, body_gzip, object, job_id, created_at, row_keys
 	FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`
 
 // Pending implements Store.
@@ -259,12 +261,17 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 	var out []Batch
 	for rows.Next() {
 		b := Batch{Sync: sync}
-		var z []byte
+		var payload, z []byte
 		if err := rows.Scan(&b.Key, &b.Attempt, &b.From.Cursor, &b.From.Key, &b.To.Cursor, &b.To.Key,
-			&b.Rows, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
+			&b.Rows, &payload, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 		}
-		if b.Body, err = decompress(z); err != nil {
+		if payload != nil {
+			b.Body, b.RowKeys, err = decodePayload(payload)
+		} else {
+			b.Body, err = decompress(z) // journaled before schema version 6
+		}
+		if err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batch %q of sync %q: %w", b.Key, sync, err)
 		}
 		b.From.Key, b.To.Key = normKey(b.From.Key), normKey(b.To.Key)
@@ -275,14 +282,6 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 	}
 	return out, nil
-}
-
-// rowKeysJSON stores nil row keys as an empty array (the column is NOT NULL).
-func rowKeysJSON(k [][]string) [][]string {
-	if k == nil {
-		return [][]string{}
-	}
-	return k
 }
 
 const qDrop = `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`

@@ -120,9 +120,10 @@ func TestPostgresFingerprintsMigration(t *testing.T) {
 	must(t, s.Commit(ctx, "orgs", "k", pos("1"), "", nil, nil))
 	must(t, s.Close())
 	// Back to version 2: undo migrations 3 (fingerprints), 4 (journal row
-	// keys) and 5 (budget turns).
+	// keys), 5 (budget turns) and 6 (journal payload).
 	pgExec(t, dsn, `DROP TABLE prismsync.fingerprints; ALTER TABLE prismsync.journal DROP COLUMN row_keys;
-		DROP TABLE prismsync.budget_turns; DELETE FROM prismsync.schema_version WHERE version >= 3`)
+		DROP TABLE prismsync.budget_turns; ALTER TABLE prismsync.journal DROP COLUMN batch_gzip, ALTER COLUMN body_gzip SET NOT NULL;
+		DELETE FROM prismsync.schema_version WHERE version >= 3`)
 
 	s2, err := Open(ctx, "", dsn)
 	must(t, err)

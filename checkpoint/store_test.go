@@ -101,6 +101,10 @@ func sameBatch(t *testing.T, got, want Batch) {
 	if !bytes.Equal(got.Body, want.Body) {
 		t.Errorf("batch %s body = %d bytes %.40q, want %d bytes %.40q", want.Key, len(got.Body), got.Body, len(want.Body), want.Body)
 	}
+	// nil and empty are the same, for the list and for each key.
+	if !slices.EqualFunc(got.RowKeys, want.RowKeys, func(a, b []string) bool { return slices.Equal(a, b) }) {
+		t.Errorf("batch %s row keys = %q, want %q", want.Key, got.RowKeys, want.RowKeys)
+	}
 	if !want.CreatedAt.IsZero() && !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Errorf("batch %s created_at = %v, want %v", want.Key, got.CreatedAt, want.CreatedAt)
 	}
