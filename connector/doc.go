@@ -28,7 +28,8 @@
 //	horizon.go    the bound of a pass: commit horizon or value guard
 //	source.go     read: the source's columns, keyset windows, pages for preview
 //	scan.go       read: a pass's window as one server-side cursor, in snapshots
-//	              of bounded age (decode.go decodes the column values)
+//	              of bounded age (decode.go decodes the column values,
+//	              position.go prints positions as PostgreSQL does)
 //	batch.go      map, batch: request body, fingerprints, idempotency key
 //	pipeline.go   batches in flight, committed in order; bisecting
 //	deliver.go    submit, await: budget, send, poll, settle, new attempts

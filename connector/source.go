@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -96,12 +97,18 @@ func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*so
 
 	// Positions are kept as PostgreSQL text so they round-trip exactly
 	// (microseconds, numeric scale); they are cast back to the column types.
+	// The common types arrive as they are and are printed here
+	// (position.go); the others are cast in the query.
 	s.selectList = strings.Join(sel[:len(s.cols):len(s.cols)], ", ")
-	for _, o := range s.ordering {
+	for i, o := range s.ordering {
 		if s.selectList != "" {
 			s.selectList += ", "
 		}
-		s.selectList += "(" + o + ")::text"
+		if formattedHere(fds[len(s.cols)+i].DataTypeOID) {
+			s.selectList += o
+		} else {
+			s.selectList += "(" + o + ")::text"
+		}
 	}
 	s.cursorOID = fds[len(s.cols)].DataTypeOID
 	return s, nil
@@ -254,24 +261,36 @@ func (s *source) collect(rows pgx.Rows, out []row) ([]row, error) {
 	defer rows.Close()
 	n := len(s.cols)
 	var dec *rowDecoder
+	var fds []pgconn.FieldDescription
 	for rows.Next() {
 		if dec == nil {
 			// Planned once per result, not per value as rows.Values() does.
-			dec = newRowDecoder(rows.Conn().TypeMap(), rows.FieldDescriptions())
+			fds = rows.FieldDescriptions()
+			dec = newRowDecoder(rows.Conn().TypeMap(), fds[:n:n])
 		}
-		vals, err := dec.decode(rows.RawValues())
+		raw := rows.RawValues()
+		if len(raw) != len(fds) {
+			return nil, fmt.Errorf("read row: %d values for %d columns", len(raw), len(fds))
+		}
+		vals, err := dec.decode(raw[:n])
 		if err != nil {
 			return nil, fmt.Errorf("read row: %w", err)
 		}
-		r := row{values: vals[:n:n]}
-		texts := vals[n:]
-		r.pos.Cursor, _ = texts[0].(string)
-		r.pos.Key = make([]string, len(texts)-1)
-		for i, t := range texts[1:] {
-			if t == nil {
+		r := row{values: vals}
+		// The cursor is never NULL (the window says so); a key column may be.
+		r.pos.Key = make([]string, len(raw)-n-1)
+		for i := n; i < len(raw); i++ {
+			text, ok := positionText(fds[i], raw[i])
+			switch {
+			case raw[i] == nil && i > n:
 				return nil, fmt.Errorf("row with cursor %s has a NULL key column; key columns must be NOT NULL", r.pos.Cursor)
+			case !ok:
+				return nil, fmt.Errorf("read row: malformed %s value (%d bytes)", fds[i].Name, len(raw[i]))
+			case i == n:
+				r.pos.Cursor = text
+			default:
+				r.pos.Key[i-n-1] = text
 			}
-			r.pos.Key[i] = t.(string)
 		}
 		out = append(out, r)
 	}
