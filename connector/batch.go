@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 
@@ -37,8 +38,9 @@ type built struct {
 // warn is told about values the mapping had to change (NaN sent as null,
 // invalid UTF-8 replaced): the row is sent, and noted.
 func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) built {
-	b := built{}
-	seen := make(map[string]bool)
+	b := built{sent: make([]row, 0, len(rows))}
+	seen := make(map[string]bool, len(rows))
+	var h fingerprinter
 	// Every object is a slice of buf and lives until its batch commits. A
 	// buffer that grew by doubling would keep each outgrown array alive
 	// through those slices, so size it from the previous batch up front.
@@ -65,7 +67,7 @@ func (s *Syncer) build(enc *mapping.Encoder, from checkpoint.Position, rows []ro
 		// encoded; dropping them keeps in-flight batches small.
 		r.values = nil
 		if s.Fingerprints != nil {
-			r.sum = s.fingerprint(r.object)
+			r.sum = h.sum(s.fpPrefix, r.object)
 		}
 		b.sent = append(b.sent, r)
 	}
@@ -125,10 +127,30 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built, look bool) (built, 
 // Stored fingerprints are compared across versions: changing what is hashed
 // would resend every row once (TestFingerprintIsStable pins it).
 func (s *Syncer) fingerprint(object []byte) []byte {
-	h := sha256.New()
-	io.WriteString(h, s.fpPrefix) //nolint:errcheck // hash writes cannot fail
-	h.Write(object)
-	return h.Sum(make([]byte, 0, sha256.Size))[:16]
+	var h fingerprinter
+	return h.sum(s.fpPrefix, object)
+}
+
+// fingerprinter computes fingerprints one after another with one hash and
+// one block of sums, instead of two allocations per row.
+type fingerprinter struct {
+	h    hash.Hash
+	sums []byte
+}
+
+func (f *fingerprinter) sum(prefix string, object []byte) []byte {
+	if f.h == nil {
+		f.h = sha256.New()
+	}
+	f.h.Reset()
+	io.WriteString(f.h, prefix) //nolint:errcheck // hash writes cannot fail
+	f.h.Write(object)
+	if cap(f.sums)-len(f.sums) < sha256.Size {
+		f.sums = make([]byte, 0, 64*sha256.Size)
+	}
+	f.sums = f.h.Sum(f.sums)
+	sum := f.sums[len(f.sums)-sha256.Size:]
+	return sum[:16:16]
 }
 
 func fingerprintPrefix(t mapping.Target) string {
@@ -137,7 +159,7 @@ func fingerprintPrefix(t mapping.Target) string {
 
 // buildRows makes the request for rows whose objects are already encoded.
 func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
-	b := built{sent: rows}
+	b := built{sent: rows, objects: make([][]byte, 0, len(rows))}
 	for _, r := range rows {
 		b.objects = append(b.objects, r.object)
 	}
@@ -149,6 +171,7 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 		Rows:    len(rows),
 		Object:  t.Object,
 	}
+	b.RowKeys = make([][]string, 0, len(rows))
 	for _, r := range rows {
 		b.RowKeys = append(b.RowKeys, r.pos.Key)
 	}
