@@ -63,15 +63,22 @@ func countedSource(t *testing.T, e *env, batch int) (*mapping.Sync, *pgxpool.Poo
 // a transaction: a pass must leave none behind.
 func (e *env) openTransactions() int {
 	e.t.Helper()
-	var n int
-	err := e.pool.QueryRow(context.Background(), `
-		SELECT count(*) FROM pg_stat_activity
-		WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-		  AND application_name = current_setting('application_name')`).Scan(&n)
+	n, err := openTransactions(context.Background(), e.pool)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	return n
+}
+
+// openTransactions counts the other sessions of pool's application in its
+// database that are inside a transaction.
+func openTransactions(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	var n int
+	err := pool.QueryRow(ctx, `
+		SELECT count(*) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+		  AND application_name = current_setting('application_name')`).Scan(&n)
+	return n, err
 }
 
 // A pass reads its window with one ordered query, whatever the number of
@@ -82,9 +89,7 @@ func TestOnePassIsOneScan(t *testing.T) {
 	e.exec(peopleTable)
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, g, timestamptz '2026-03-01' + (g % 37) * interval '1 second'
 		FROM generate_series(1, 3000) g`)
-	m, pool, produced := countedSource(t, e, 100)
-	sy := e.syncer(m)
-	sy.DB = pool
+	sy, produced := countedSyncer(t, e, 100, 0)
 	sum, err := sy.Once(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -100,6 +105,19 @@ func TestOnePassIsOneScan(t *testing.T) {
 		t.Fatalf("%d transactions of the engine still open after the pass", n)
 	}
 	e.checkFake()
+}
+
+// countedSyncer syncs people through countedSource's pool, in batches of
+// batch, with snapshots of at most a minute on a clock that moves by step
+// every time the engine reads it.
+func countedSyncer(t *testing.T, e *env, batch int, step time.Duration) (*connector.Syncer, func() int64) {
+	t.Helper()
+	m, pool, produced := countedSource(t, e, batch)
+	sy := e.syncer(m)
+	sy.DB = pool
+	clock := &tickingClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), step: step}
+	sy.Now, sy.MaxSnapshot = clock.now, time.Minute
+	return sy, produced
 }
 
 // tickingClock advances by step every time it is read.
@@ -120,18 +138,13 @@ func (c *tickingClock) now() time.Time {
 // read in a new one. Here every batch is read in a snapshot of its own, in
 // batches that split runs of rows sharing one cursor value: nothing is
 // skipped or sent twice (there is no dedupe_by, so a row sent twice would
-// be two records), and a row that changes between two snapshots is not read
-// again in the same pass: its new cursor is beyond the pass's bound.
+// be two records).
 func TestSnapshotReopensWhereItLeftOff(t *testing.T) {
 	e := newEnv(t, prismtest.Options{})
 	e.exec(peopleTable)
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, g, timestamptz '2026-03-01' + (g / 250) * interval '1 second'
 		FROM generate_series(1, 2000) g`)
-	m, pool, produced := countedSource(t, e, 300)
-	sy := e.syncer(m)
-	sy.DB = pool
-	clock := &tickingClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), step: time.Minute}
-	sy.Now, sy.MaxSnapshot = clock.now, time.Minute
+	sy, produced := countedSyncer(t, e, 300, time.Minute)
 	sum, err := sy.Once(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +207,6 @@ func TestRowChangedBetweenSnapshotsIsReadByTheNextPass(t *testing.T) {
 // with a snapshot past its age, let the snapshot go.
 type waitWithoutSnapshot struct {
 	connector.API
-	e    *env
 	pool *pgxpool.Pool
 }
 
@@ -203,10 +215,8 @@ func (w *waitWithoutSnapshot) Import(ctx context.Context, object, key string, bo
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		var n int
-		if err := w.pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
-			  AND application_name = current_setting('application_name')`).Scan(&n); err != nil {
+		n, err := openTransactions(ctx, w.pool)
+		if err != nil {
 			return nil, err
 		}
 		if n == 0 {
@@ -230,13 +240,9 @@ func TestSlowAPIDoesNotHoldTheSnapshot(t *testing.T) {
 	e.exec(peopleTable)
 	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, g, timestamptz '2026-03-01' + (g / 7) * interval '1 second'
 		FROM generate_series(1, 1000) g`)
-	m, pool, _ := countedSource(t, e, 100)
-	sy := e.syncer(m)
-	sy.DB = pool
 	// Every snapshot is past its age by the time the reader looks again.
-	clock := &tickingClock{t: time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), step: time.Hour}
-	sy.Now, sy.MaxSnapshot = clock.now, time.Minute
-	sy.API = &waitWithoutSnapshot{API: e.api, e: e, pool: pool}
+	sy, _ := countedSyncer(t, e, 100, time.Hour)
+	sy.API = &waitWithoutSnapshot{API: e.api, pool: sy.DB}
 	sum, err := sy.Once(context.Background())
 	if err != nil {
 		t.Fatal(err)
