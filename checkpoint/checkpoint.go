@@ -61,6 +61,11 @@ type Batch struct {
 	// a batch settled after a restart can still name the rows its job
 	// refused.
 	RowKeys [][]string
+	// Held are the rows of the batch's range kept out of Body: refused by
+	// the mapping, or deferred. Its commit records them; they are journaled
+	// with it so that a batch settled after a crash records them too,
+	// instead of the checkpoint moving past them unrecorded.
+	Held []Reject
 }
 
 // Reject is a row that was not delivered: refused by the mapping or the
@@ -179,6 +184,13 @@ type Store interface {
 	// ones, in one statement. An empty sums[i] deletes the stored hash; when
 	// a key repeats, its last sum wins. A sum may be at most 64 bytes.
 	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// AddFingerprints does what SaveFingerprints does, for keys that had no
+	// fingerprint when they were looked up: a store may then write them
+	// without looking for an existing one first (a key that has one by now
+	// is still replaced).
+	AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// HasFingerprints reports whether any fingerprint of sync is stored.
+	HasFingerprints(ctx context.Context, sync string) (bool, error)
 
 	// RecordRun appends r to the run history of sync under the next
 	// sequence number (r.Sync and r.Seq are ignored) and drops the oldest

@@ -22,12 +22,19 @@ var gzipWriters = sync.Pool{New: func() any {
 // written by either read back with either) at about 1.6x the speed and 6%
 // smaller on our bodies (7.7 ms vs 4.7 ms per 5,000-object body).
 func compress(body []byte) ([]byte, error) {
+	return compressParts(body)
+}
+
+// compressParts gzips the concatenation of parts without building it.
+func compressParts(parts ...[]byte) ([]byte, error) {
 	var buf bytes.Buffer
 	zw := gzipWriters.Get().(*gzip.Writer)
 	defer gzipWriters.Put(zw)
 	zw.Reset(&buf)
-	if _, err := zw.Write(body); err != nil {
-		return nil, fmt.Errorf("gzip body: %w", err)
+	for _, p := range parts {
+		if _, err := zw.Write(p); err != nil {
+			return nil, fmt.Errorf("gzip body: %w", err)
+		}
 	}
 	if err := zw.Close(); err != nil {
 		return nil, fmt.Errorf("gzip body: %w", err)

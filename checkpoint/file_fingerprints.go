@@ -28,6 +28,28 @@ func (s *FileStore) Fingerprints(ctx context.Context, sync string, keys [][]stri
 	return out, nil
 }
 
+// AddFingerprints implements connector.Fingerprints: the file holds a map,
+// so adding is saving.
+func (s *FileStore) AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error {
+	return s.SaveFingerprints(ctx, sync, keys, sums)
+}
+
+// HasFingerprints implements connector.Fingerprints.
+func (s *FileStore) HasFingerprints(ctx context.Context, sync string) (bool, error) {
+	if err := checkSync(sync); err != nil {
+		return false, err
+	}
+	var has bool
+	err := s.view(ctx, func(st *fileState) error {
+		has = len(st.fingerprints[sync]) > 0
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("checkpoint: fingerprints of sync %q: %w", sync, err)
+	}
+	return has, nil
+}
+
 // SaveFingerprints implements connector.Fingerprints with one rewrite of the
 // file. An empty sum deletes the stored one; when keys repeat, the last one
 // wins.

@@ -146,6 +146,8 @@ type fileBatch struct {
 	JobID     string     `json:"job_id"`
 	CreatedAt time.Time  `json:"created_at"`
 	RowKeys   [][]string `json:"row_keys,omitempty"`
+	// Held: the batch's rows kept out of the body (Batch.Held).
+	Held []fileReject `json:"held,omitempty"`
 }
 
 type fileReject struct {

@@ -55,7 +55,7 @@ func prepareFingerprints(sync string, keys [][]string, sums [][]byte) (fingerpri
 		}
 		last[e] = i
 	}
-	var p fingerprintSave
+	p := fingerprintSave{keys: make([]string, 0, len(order)), sums: make([][]byte, 0, len(order))}
 	for _, e := range order {
 		sum := sums[last[e]]
 		if len(sum) == 0 {

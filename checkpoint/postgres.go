@@ -59,9 +59,23 @@ func openPostgresReadOnly(ctx context.Context, dsn string) (*PGStore, error) {
 	return &PGStore{pool: pool, ownPool: true, readOnly: true, now: time.Now}, nil
 }
 
-// connect opens a pool on dsn with the session settings the store wants
-// unless the URL sets them.
+// connect opens a pool on dsn with the session settings the store wants.
 func connect(ctx context.Context, dsn string, readOnly bool) (*pgxpool.Pool, error) {
+	cfg, err := poolConfig(dsn, readOnly)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: connect: %w", err)
+	}
+	return pool, nil
+}
+
+// poolConfig is the configuration of the store's own pool: dsn with
+// application_name and statement_timeout unless the URL sets them, and the
+// planner settings the statements rely on.
+func poolConfig(dsn string, readOnly bool) (*pgxpool.Config, error) {
 	if dsn == "" {
 		return nil, errors.New("checkpoint: postgres store needs a database URL (DATABASE_URL is empty)")
 	}
@@ -84,11 +98,25 @@ func connect(ctx context.Context, dsn string, readOnly bool) (*pgxpool.Pool, err
 		// the database instead of changing it.
 		rp["default_transaction_read_only"] = "on"
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: connect: %w", err)
+	for k, v := range plannerSettings {
+		rp[k] = v // ours, whatever the URL says: the statements rely on them
 	}
-	return pool, nil
+	return cfg, nil
+}
+
+// plannerSettings pin the plans of the store's statements. Each is written
+// as primary-key lookups (an upsert on the key, or one probe per key behind
+// an OFFSET 0 fence), but a generic plan made while a table was small, or
+// before it was ever analyzed, would read a tiny table sequentially for
+// each probe and keep doing so as the table grows (issue 12: 0.4–1.3 s per
+// batch with a few hundred thousand fingerprints, until autovacuum first
+// analyzed the table). With these off the planner has no cheaper choice
+// than the index, whatever the statistics say. The store's sessions run
+// nothing else: commands that list everything (status, rejects) still scan
+// when there is no other way.
+var plannerSettings = map[string]string{
+	"enable_seqscan":    "off",
+	"enable_bitmapscan": "off",
 }
 
 // writable refuses writes to a store opened read-only.
@@ -116,23 +144,26 @@ func pgKey(k []string) []string {
 	return k
 }
 
+// qLoad reads a sync's position and history in one statement, so both come
+// from the same snapshot.
+const qLoad = `
+	SELECT p.cursor_text, p.key_text, p.fingerprint, p.batches, p.updated_at, h.commits, h.last_commit
+	FROM (SELECT $1::text AS sync) AS q
+	LEFT JOIN prismsync.positions AS p ON p.sync = q.sync
+	LEFT JOIN prismsync.sync_history AS h ON h.sync = q.sync`
+
 // Load implements Store.
 func (s *PGStore) Load(ctx context.Context, sync string) (State, error) {
 	if err := checkSync(sync); err != nil {
 		return State{}, err
 	}
-	// One statement so position and history come from the same snapshot.
 	var (
 		cursor, fp       *string
 		key              []string
 		batches, commits *int64
 		updated, last    *time.Time
 	)
-	err := s.pool.QueryRow(ctx, `
-		SELECT p.cursor_text, p.key_text, p.fingerprint, p.batches, p.updated_at, h.commits, h.last_commit
-		FROM (SELECT $1::text AS sync) AS q
-		LEFT JOIN prismsync.positions AS p ON p.sync = q.sync
-		LEFT JOIN prismsync.sync_history AS h ON h.sync = q.sync`, sync).
+	err := s.pool.QueryRow(ctx, qLoad, sync).
 		Scan(&cursor, &key, &fp, &batches, &updated, &commits, &last)
 	if err != nil {
 		return State{}, fmt.Errorf("checkpoint: load sync %q: %w", sync, err)
@@ -153,6 +184,19 @@ func (s *PGStore) Load(ctx context.Context, sync string) (State, error) {
 	}, nil
 }
 
+// qJournal writes one batch to the journal: an upsert on its primary key.
+// Body and row keys go in batch_gzip (encodePayload); body_gzip and
+// row_keys are what entries written before schema version 8 use.
+const qJournal = `
+	INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
+		row_count, batch_gzip, object, job_id, created_at)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz))
+	ON CONFLICT (sync, batch_key) DO UPDATE SET
+		attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
+		to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
+		batch_gzip = EXCLUDED.batch_gzip, body_gzip = NULL, row_keys = '[]',
+		object = EXCLUDED.object, job_id = EXCLUDED.job_id, created_at = coalesce($12::timestamptz, j.created_at)`
+
 // Journal implements Store. Replacing a batch keeps its place in Pending's
 // order, and its CreatedAt unless b.CreatedAt is set.
 func (s *PGStore) Journal(ctx context.Context, b Batch) error {
@@ -162,7 +206,7 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	z, err := compress(b.Body)
+	z, err := encodePayload(b.Body, b.RowKeys, b.Held)
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
@@ -171,22 +215,16 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 		t := stamp(b.CreatedAt)
 		created = &t
 	}
-	_, err = s.pool.Exec(ctx, `
-		INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
-			row_count, body_gzip, object, job_id, created_at, row_keys)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz), $14)
-		ON CONFLICT (sync, batch_key) DO UPDATE SET
-			attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
-			to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
-			body_gzip = EXCLUDED.body_gzip, object = EXCLUDED.object, job_id = EXCLUDED.job_id,
-			row_keys = EXCLUDED.row_keys, created_at = coalesce($12::timestamptz, j.created_at)`,
+	_, err = s.pool.Exec(ctx, qJournal,
 		b.Sync, b.Key, b.Attempt, b.From.Cursor, pgKey(b.From.Key), b.To.Cursor, pgKey(b.To.Key),
-		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()), rowKeysJSON(b.RowKeys))
+		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()))
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
 	return nil
 }
+
+const qSetJobID = `UPDATE prismsync.journal SET job_id = $3 WHERE sync = $1 AND batch_key = $2`
 
 // SetJobID implements Store.
 func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
@@ -196,7 +234,7 @@ func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE prismsync.journal SET job_id = $3 WHERE sync = $1 AND batch_key = $2`, sync, key, jobID)
+	tag, err := s.pool.Exec(ctx, qSetJobID, sync, key, jobID)
 	if err != nil {
 		return fmt.Errorf("checkpoint: set job id of batch %q of sync %q: %w", key, sync, err)
 	}
@@ -206,14 +244,16 @@ func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 	return nil
 }
 
+const qPending = `
+	SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, batch_gzip, body_gzip, object, job_id, created_at, row_keys
+	FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`
+
 // Pending implements Store.
 func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 	if err := checkSync(sync); err != nil {
 		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, `
-		SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, body_gzip, object, job_id, created_at, row_keys
-		FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`, sync)
+	rows, err := s.pool.Query(ctx, qPending, sync)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 	}
@@ -221,12 +261,17 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 	var out []Batch
 	for rows.Next() {
 		b := Batch{Sync: sync}
-		var z []byte
+		var payload, z []byte
 		if err := rows.Scan(&b.Key, &b.Attempt, &b.From.Cursor, &b.From.Key, &b.To.Cursor, &b.To.Key,
-			&b.Rows, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
+			&b.Rows, &payload, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 		}
-		if b.Body, err = decompress(z); err != nil {
+		if payload != nil {
+			b.Body, b.RowKeys, b.Held, err = decodePayload(sync, payload)
+		} else {
+			b.Body, err = decompress(z) // journaled before schema version 8
+		}
+		if err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batch %q of sync %q: %w", b.Key, sync, err)
 		}
 		b.From.Key, b.To.Key = normKey(b.From.Key), normKey(b.To.Key)
@@ -239,13 +284,7 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 	return out, nil
 }
 
-// rowKeysJSON stores nil row keys as an empty array (the column is NOT NULL).
-func rowKeysJSON(k [][]string) [][]string {
-	if k == nil {
-		return [][]string{}
-	}
-	return k
-}
+const qDrop = `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`
 
 // Drop implements Store. Dropping a batch that is not journaled is not an
 // error: the outcome is the same.
@@ -256,19 +295,52 @@ func (s *PGStore) Drop(ctx context.Context, sync, key string) error {
 	if err := s.writable(); err != nil {
 		return err
 	}
-	if _, err := s.pool.Exec(ctx, `DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key); err != nil {
+	if _, err := s.pool.Exec(ctx, qDrop, sync, key); err != nil {
 		return fmt.Errorf("checkpoint: drop batch %q of sync %q: %w", key, sync, err)
 	}
 	return nil
 }
+
+// The statements of a commit, sent together: one round trip, and one
+// implicit transaction, so they take effect together or not at all.
+const (
+	qCommitPosition = `
+		INSERT INTO prismsync.positions AS p (sync, cursor_text, key_text, fingerprint, batches, updated_at)
+		VALUES ($1, $2, $3, $4, 1, $5)
+		ON CONFLICT (sync) DO UPDATE SET cursor_text = EXCLUDED.cursor_text, key_text = EXCLUDED.key_text,
+			fingerprint = EXCLUDED.fingerprint, batches = p.batches + 1, updated_at = EXCLUDED.updated_at`
+	qCommitHistory = `
+		INSERT INTO prismsync.sync_history AS h (sync, commits, first_commit, last_commit)
+		VALUES ($1, 1, $2, $2)
+		ON CONFLICT (sync) DO UPDATE SET commits = h.commits + 1, last_commit = EXCLUDED.last_commit`
+	// One statement for the whole batch: a statement per row made commits
+	// of 5,000-row batches cost more than the import itself. It reads the
+	// sync's rejects through the primary key (sync = $1), usually none, so
+	// the key list is matched only when there are some.
+	qCommitResolved = `
+		DELETE FROM prismsync.rejects WHERE sync = $1
+			AND to_jsonb(row_key) IN (SELECT jsonb_array_elements($2::jsonb))`
+	// A row that was refused and now waits for a record (or the other way
+	// round) starts a new story: FirstSeen and Attempts start over
+	// (sameKind).
+	qCommitReject = `
+		INSERT INTO prismsync.rejects AS r (sync, row_key, code, message, payload, attempts, first_seen, last_seen, wait_sync, wait_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		ON CONFLICT (sync, row_key) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
+			payload = EXCLUDED.payload, last_seen = EXCLUDED.last_seen,
+			attempts = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.attempts + 1 ELSE EXCLUDED.attempts END,
+			first_seen = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.first_seen ELSE EXCLUDED.first_seen END,
+			wait_sync = EXCLUDED.wait_sync, wait_key = EXCLUDED.wait_key`
+)
 
 // Commit implements Store: CommitRecords without records.
 func (s *PGStore) Commit(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string) error {
 	return s.CommitRecords(ctx, sync, key, to, fingerprint, rejects, resolved, Ledger{})
 }
 
-// CommitRecords implements Store in one transaction. Resolved keys are
-// deleted before rejects are upserted, so a row in both ends up rejected.
+// CommitRecords implements Store in one round trip and one transaction.
+// Resolved keys are deleted before rejects are upserted, so a row in both
+// ends up rejected.
 func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Position, fingerprint string, rejects []Reject, resolved [][]string, ledger Ledger) error {
 	if err := checkSync(sync); err != nil {
 		return err
@@ -282,29 +354,15 @@ func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Positi
 	}
 	now := stamp(s.now())
 	b := &pgx.Batch{}
-	b.Queue(`DELETE FROM prismsync.journal WHERE sync = $1 AND batch_key = $2`, sync, key)
-	b.Queue(`
-		INSERT INTO prismsync.positions AS p (sync, cursor_text, key_text, fingerprint, batches, updated_at)
-		VALUES ($1, $2, $3, $4, 1, $5)
-		ON CONFLICT (sync) DO UPDATE SET cursor_text = EXCLUDED.cursor_text, key_text = EXCLUDED.key_text,
-			fingerprint = EXCLUDED.fingerprint, batches = p.batches + 1, updated_at = EXCLUDED.updated_at`,
-		sync, to.Cursor, pgKey(to.Key), fingerprint, now)
-	b.Queue(`
-		INSERT INTO prismsync.sync_history AS h (sync, commits, first_commit, last_commit)
-		VALUES ($1, 1, $2, $2)
-		ON CONFLICT (sync) DO UPDATE SET commits = h.commits + 1, last_commit = EXCLUDED.last_commit`,
-		sync, now)
+	b.Queue(qDrop, sync, key)
+	b.Queue(qCommitPosition, sync, to.Cursor, pgKey(to.Key), fingerprint, now)
+	b.Queue(qCommitHistory, sync, now)
 	if len(resolved) > 0 {
-		// One statement for the whole batch: a statement per row made
-		// commits of 5,000-row batches cost more than the import itself.
-		// The sync's rejects are few, so matching them against the JSON
-		// list is cheap.
 		keys, err := json.Marshal(resolved)
 		if err != nil {
 			return fmt.Errorf("checkpoint: commit sync %q: %w", sync, err)
 		}
-		b.Queue(`DELETE FROM prismsync.rejects WHERE sync = $1
-			AND to_jsonb(row_key) IN (SELECT jsonb_array_elements($2::jsonb))`, RejectOwner(sync), string(keys))
+		b.Queue(qCommitResolved, RejectOwner(sync), string(keys))
 	}
 	for _, r := range rejects {
 		first, last := now, now
@@ -314,29 +372,18 @@ func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Positi
 		if !r.LastSeen.IsZero() {
 			last = stamp(r.LastSeen)
 		}
-		// A row that was refused and now waits for a record (or the other
-		// way round) starts a new story: FirstSeen and Attempts start over
-		// (sameKind).
 		var waitSync *string
 		if r.WaitSync != "" {
 			waitSync = &r.WaitSync
 		}
-		b.Queue(`
-			INSERT INTO prismsync.rejects AS r (sync, row_key, code, message, payload, attempts, first_seen, last_seen, wait_sync, wait_key)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-			ON CONFLICT (sync, row_key) DO UPDATE SET code = EXCLUDED.code, message = EXCLUDED.message,
-				payload = EXCLUDED.payload, last_seen = EXCLUDED.last_seen,
-				attempts = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.attempts + 1 ELSE EXCLUDED.attempts END,
-				first_seen = CASE WHEN (r.wait_sync IS NULL) = (EXCLUDED.wait_sync IS NULL) THEN r.first_seen ELSE EXCLUDED.first_seen END,
-				wait_sync = EXCLUDED.wait_sync, wait_key = EXCLUDED.wait_key`,
+		b.Queue(qCommitReject,
 			RejectOwner(sync), pgKey(r.RowKey), cleanText(r.Code), cleanText(r.Message), r.Payload, max(r.Attempts, 1), first, last,
 			waitSync, r.WaitKey)
 	}
 	queueLedger(b, RejectOwner(sync), records, now)
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, b).Close()
-	})
-	if err != nil {
+	// A batch outside a transaction is one implicit transaction (pgx
+	// sends a single Sync): no BEGIN and COMMIT round trips.
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("checkpoint: commit batch %q of sync %q: %w", key, sync, err)
 	}
 	return nil

@@ -86,7 +86,9 @@ func must(t testing.TB, err error) {
 func pos(cursor string, key ...string) Position { return Position{Cursor: cursor, Key: key} }
 
 func batch(sync, key string, from, to Position, body string) Batch {
-	return Batch{Sync: sync, Key: key, Attempt: 1, From: from, To: to, Rows: 2, Body: []byte(body), Object: "organization", RowKeys: [][]string{{"1"}, {"2", "a,b"}}}
+	return Batch{Sync: sync, Key: key, Attempt: 1, From: from, To: to, Rows: 2, Body: []byte(body), Object: "organization", RowKeys: [][]string{{"1"}, {"2", "a,b"}},
+		Held: []Reject{{Sync: sync, RowKey: []string{"3"}, Code: "invalid_value", Message: "m", Attempts: 1},
+			{Sync: sync, RowKey: []string{"4"}, Code: "missing_reference", Message: "w", Attempts: 1, WaitSync: "companies", WaitKey: []string{"9"}}}}
 }
 
 // sameBatch compares the fields the store must round-trip.
@@ -101,6 +103,16 @@ func sameBatch(t *testing.T, got, want Batch) {
 	}
 	if !bytes.Equal(got.Body, want.Body) {
 		t.Errorf("batch %s body = %d bytes %.40q, want %d bytes %.40q", want.Key, len(got.Body), got.Body, len(want.Body), want.Body)
+	}
+	// nil and empty are the same, for the list and for each key.
+	if !slices.EqualFunc(got.RowKeys, want.RowKeys, func(a, b []string) bool { return slices.Equal(a, b) }) {
+		t.Errorf("batch %s row keys = %q, want %q", want.Key, got.RowKeys, want.RowKeys)
+	}
+	if !slices.EqualFunc(got.Held, want.Held, func(a, b Reject) bool {
+		return a.Sync == b.Sync && slices.Equal(a.RowKey, b.RowKey) && a.Code == b.Code && a.Message == b.Message &&
+			a.Attempts == b.Attempts && a.WaitSync == b.WaitSync && slices.Equal(a.WaitKey, b.WaitKey)
+	}) {
+		t.Errorf("batch %s held rows = %+v, want %+v", want.Key, got.Held, want.Held)
 	}
 	if !want.CreatedAt.IsZero() && !got.CreatedAt.Equal(want.CreatedAt) {
 		t.Errorf("batch %s created_at = %v, want %v", want.Key, got.CreatedAt, want.CreatedAt)
@@ -1327,6 +1339,49 @@ func testFingerprints(t *testing.T, h harness) {
 		// Saving again after Forget starts from nothing.
 		must(t, s2.SaveFingerprints(ctx, "orgs", keys[1:], [][]byte{sum16("again", 2)}))
 		wantFingerprints(t, s2, "orgs", keys, [][]byte{nil, sum16("again", 2)})
+	})
+
+	t.Run("Has", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		has := func(sync string, want bool) {
+			t.Helper()
+			got, err := s.HasFingerprints(ctx, sync)
+			if err != nil || got != want {
+				t.Errorf("HasFingerprints(%q) = %v, %v; want %v", sync, got, err, want)
+			}
+		}
+		has("orgs", false)
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{sum16("has", 1)}))
+		has("orgs", true)
+		has("contacts", false)
+		must(t, s.SaveFingerprints(ctx, "orgs", [][]string{{"1"}}, [][]byte{nil}))
+		has("orgs", false) // deleting the last one leaves none
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"2"}}, [][]byte{sum16("has", 2)}))
+		has("orgs", true)
+		must(t, s.Forget(ctx, "orgs"))
+		has("orgs", false)
+		if _, err := s.HasFingerprints(ctx, ""); err == nil {
+			t.Error("HasFingerprints with an empty sync name succeeded")
+		}
+	})
+
+	t.Run("Add", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		keys := [][]string{{"1"}, {"2"}, {"3"}}
+		must(t, s.AddFingerprints(ctx, "orgs", keys, [][]byte{sum16("a", 1), sum16("a", 2), sum16("a", 3)}))
+		wantFingerprints(t, s, "orgs", keys, [][]byte{sum16("a", 1), sum16("a", 2), sum16("a", 3)})
+		// The keys were thought new but one is stored by now (a
+		// backfill of the same sync saved it): it is replaced all the
+		// same, and the others are added.
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"4"}, {"2"}, {"5"}, {"4"}}, [][]byte{sum16("b", 4), sum16("b", 2), sum16("b", 5), sum16("c", 4)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"1"}, {"2"}, {"3"}, {"4"}, {"5"}},
+			[][]byte{sum16("a", 1), sum16("b", 2), sum16("a", 3), sum16("c", 4), sum16("b", 5)})
+		// An empty sum deletes, as with SaveFingerprints.
+		must(t, s.AddFingerprints(ctx, "orgs", [][]string{{"1"}, {"6"}}, [][]byte{nil, sum16("d", 6)}))
+		wantFingerprints(t, s, "orgs", [][]string{{"1"}, {"6"}}, [][]byte{nil, sum16("d", 6)})
+		if err := s.AddFingerprints(ctx, "orgs", keys, [][]byte{{1}}); err == nil {
+			t.Error("AddFingerprints with fewer sums than keys succeeded")
+		}
 	})
 
 	t.Run("TenThousandKeys", func(t *testing.T) {

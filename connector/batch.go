@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"strings"
 
@@ -46,12 +47,13 @@ type built struct {
 // warn is told about values the mapping had to change (NaN sent as null,
 // invalid UTF-8 replaced): the row is sent, and noted.
 func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoint.Position, rows []row, warn func(row, mapping.Warning)) (built, error) {
-	b := built{}
+	b := built{sent: make([]row, 0, len(rows))}
 	resolve, err := s.resolver(ctx, enc, rows)
 	if err != nil {
 		return b, err
 	}
-	seen := make(map[string]bool)
+	seen := make(map[string]bool, len(rows))
+	var h fingerprinter
 	// Every object is a slice of buf and lives until its batch commits. A
 	// buffer that grew by doubling would keep each outgrown array alive
 	// through those slices, so size it from the previous batch up front.
@@ -83,7 +85,7 @@ func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoin
 		// encoded; dropping them keeps in-flight batches small.
 		r.values = nil
 		if s.Fingerprints != nil {
-			r.sum = s.fingerprint(r.object)
+			r.sum = h.sum(s.fpPrefix, r.object)
 		}
 		b.sent = append(b.sent, r)
 	}
@@ -94,11 +96,41 @@ func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoin
 	return nb, nil
 }
 
+// held are the rows of b's range kept out of its body, as its commit
+// records them: refused by the mapping, then deferred.
+func (b *built) held() []checkpoint.Reject {
+	if len(b.invalid)+len(b.deferred) == 0 {
+		return nil
+	}
+	return append(append(make([]checkpoint.Reject, 0, len(b.invalid)+len(b.deferred)), b.invalid...), b.deferred...)
+}
+
+// settled is a batch read back from the journal, with the rows it held
+// back sorted again into refused and deferred ones.
+func settled(jb checkpoint.Batch) built {
+	b := built{Batch: jb}
+	for _, r := range jb.Held {
+		if r.WaitSync != "" {
+			b.deferred = append(b.deferred, r)
+		} else {
+			b.invalid = append(b.invalid, r)
+		}
+	}
+	return b
+}
+
 // skipUnchanged drops rows whose object hash equals the one stored for
 // their key; the batch keeps its end position, so the checkpoint still moves
-// past them.
-func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
+// past them. With look false the sync has no fingerprints at all (its first
+// pass): every row is fresh, and there is nothing to ask the store.
+func (s *Syncer) skipUnchanged(ctx context.Context, b built, look bool) (built, error) {
 	if s.Fingerprints == nil || s.Force || len(b.sent) == 0 {
+		return b, nil
+	}
+	if !look {
+		for i := range b.sent {
+			b.sent[i].fresh = true
+		}
 		return b, nil
 	}
 	keys := make([][]string, len(b.sent))
@@ -112,12 +144,14 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 		return b, err
 	}
 	kept := b.sent[:0:0]
-	for i, r := range b.sent {
+	for i := range b.sent {
+		r := &b.sent[i]
 		if i < len(stored) && bytes.Equal(stored[i], r.sum) {
 			b.unchanged++
 			continue
 		}
-		kept = append(kept, r)
+		r.fresh = i < len(stored) && stored[i] == nil
+		kept = append(kept, *r)
 	}
 	if b.unchanged == 0 {
 		return b, nil
@@ -134,10 +168,30 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built) (built, error) {
 // Stored fingerprints are compared across versions: changing what is hashed
 // would resend every row once (TestFingerprintIsStable pins it).
 func (s *Syncer) fingerprint(object []byte) []byte {
-	h := sha256.New()
-	io.WriteString(h, s.fpPrefix) //nolint:errcheck // hash writes cannot fail
-	h.Write(object)
-	return h.Sum(make([]byte, 0, sha256.Size))[:16]
+	var h fingerprinter
+	return h.sum(s.fpPrefix, object)
+}
+
+// fingerprinter computes fingerprints one after another with one hash and
+// one block of sums, instead of two allocations per row.
+type fingerprinter struct {
+	h    hash.Hash
+	sums []byte
+}
+
+func (f *fingerprinter) sum(prefix string, object []byte) []byte {
+	if f.h == nil {
+		f.h = sha256.New()
+	}
+	f.h.Reset()
+	io.WriteString(f.h, prefix) //nolint:errcheck // hash writes cannot fail
+	f.h.Write(object)
+	if cap(f.sums)-len(f.sums) < sha256.Size {
+		f.sums = make([]byte, 0, 64*sha256.Size)
+	}
+	f.sums = f.h.Sum(f.sums)
+	sum := f.sums[len(f.sums)-sha256.Size:]
+	return sum[:16:16]
 }
 
 func fingerprintPrefix(t mapping.Target) string {
@@ -146,7 +200,7 @@ func fingerprintPrefix(t mapping.Target) string {
 
 // buildRows makes the request for rows whose objects are already encoded.
 func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
-	b := built{sent: rows}
+	b := built{sent: rows, objects: make([][]byte, 0, len(rows))}
 	for _, r := range rows {
 		b.objects = append(b.objects, r.object)
 	}
@@ -158,6 +212,7 @@ func (s *Syncer) buildRows(rows []row, from checkpoint.Position) built {
 		Rows:    len(rows),
 		Object:  t.Object,
 	}
+	b.RowKeys = make([][]string, 0, len(rows))
 	for _, r := range rows {
 		b.RowKeys = append(b.RowKeys, r.pos.Key)
 	}

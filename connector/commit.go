@@ -17,7 +17,7 @@ import (
 // transaction.
 func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
 	b := f.batch
-	rejects := append(append([]checkpoint.Reject(nil), b.invalid...), b.deferred...)
+	rejects := b.held()
 	resolved := append([][]string(nil), b.gone...)
 	var records []checkpoint.Record
 	badIDs := 0
@@ -105,25 +105,44 @@ func recordID(id string) (string, bool) {
 	return u.String(), true
 }
 
-// saveFingerprints remembers the objects the API confirmed. Losing them (a
-// crash right after the commit) only costs a resend, so a failure is logged,
-// not fatal.
+// saveFingerprints remembers the objects the API confirmed: rows whose key
+// had no fingerprint when the pass looked are added, the others replaced.
+// Losing them (a crash right after the commit) only costs a resend, so a
+// failure is logged, not fatal.
 func (s *Syncer) saveFingerprints(ctx context.Context, b built, res []prism.Result) {
 	if s.Fingerprints == nil || len(b.sent) == 0 {
 		return
 	}
-	var sums [][]byte
-	var rowKeys [][]string
+	var add, replace fingerprintSave
 	for i, r := range res {
 		if r.Error == nil && i < len(b.sent) && b.sent[i].sum != nil {
-			rowKeys = append(rowKeys, b.sent[i].pos.Key)
-			sums = append(sums, b.sent[i].sum)
+			if b.sent[i].fresh {
+				add.row(b.sent[i])
+			} else {
+				replace.row(b.sent[i])
+			}
 		}
 	}
-	if len(rowKeys) == 0 {
+	s.saveSums(ctx, s.Fingerprints.AddFingerprints, add)
+	s.saveSums(ctx, s.Fingerprints.SaveFingerprints, replace)
+}
+
+// fingerprintSave collects the keys and sums of one save.
+type fingerprintSave struct {
+	keys [][]string
+	sums [][]byte
+}
+
+func (f *fingerprintSave) row(r row) {
+	f.keys = append(f.keys, r.pos.Key)
+	f.sums = append(f.sums, r.sum)
+}
+
+func (s *Syncer) saveSums(ctx context.Context, save func(context.Context, string, [][]string, [][]byte) error, f fingerprintSave) {
+	if len(f.keys) == 0 {
 		return
 	}
-	if err := s.Fingerprints.SaveFingerprints(ctx, s.Sync.Name, rowKeys, sums); err != nil {
+	if err := save(ctx, s.Sync.Name, f.keys, f.sums); err != nil {
 		s.logger().Warn("could not save change fingerprints; unchanged rows may be sent again", "err", err)
 	}
 }

@@ -53,6 +53,12 @@ type Fingerprints interface {
 	// aligned with keys.
 	Fingerprints(ctx context.Context, sync string, keys [][]string) ([][]byte, error)
 	SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// AddFingerprints saves sums of keys that had none when looked up,
+	// which a store can write more cheaply than replacing existing ones.
+	AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error
+	// HasFingerprints reports whether any is stored for sync: the first
+	// pass of a sync has nothing to look up.
+	HasFingerprints(ctx context.Context, sync string) (bool, error)
 }
 
 // ErrHeldBack ends a one-shot pass that could read nothing because a

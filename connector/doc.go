@@ -1,8 +1,9 @@
 // Package connector is the sync engine: it follows one row from PostgreSQL to
 // the CRM.
 //
-//	read   a page of rows after the checkpoint, in keyset order, up to the
-//	       pass's bound, behind which no late commit can still appear
+//	read   the rows after the checkpoint, in keyset order, up to the pass's
+//	       bound, behind which no late commit can still appear: one ordered
+//	       query per pass, fetched a batch at a time
 //	map    each row to an object with the mapping's Encoder
 //	batch  the objects into one import request body
 //	submit journal the batch, then POST it with a deterministic Idempotency-Key
@@ -33,7 +34,10 @@
 //	syncer.go     Syncer: a pass (Once), Retry, Count; settling the journal
 //	pool.go       ConfigurePool: the session settings the engine relies on
 //	horizon.go    the bound of a pass: commit horizon or value guard
-//	source.go     read: keyset pages (decode.go decodes the column values)
+//	source.go     read: the source's columns, keyset windows, pages for preview
+//	scan.go       read: a pass's window as one server-side cursor, in snapshots
+//	              of bounded age (decode.go decodes the column values,
+//	              position.go prints positions as PostgreSQL does)
 //	batch.go      map, batch: request body, fingerprints, idempotency key
 //	pipeline.go   batches in flight, committed in order; bisecting
 //	deliver.go    submit, await: budget, send, poll, settle, new attempts

@@ -1409,3 +1409,53 @@ func TestSettledBatchRejectsKeepRowKeys(t *testing.T) {
 			"(TestSettledBatchRejectsKeepRowKeys)")
 	}
 }
+
+// A crash between journaling a batch and committing it must not lose the
+// rows the mapping kept out of that batch: after the recovery pass they are
+// rejects like in a clean run, not silently skipped by the checkpoint.
+func TestCrashKeepsTheBatchsRefusedRows(t *testing.T) {
+	for _, op := range []string{"Journal", "Commit"} {
+		t.Run(op, func(t *testing.T) {
+			ctx := context.Background()
+			e, _ := newFaultEnv(t, prismtest.Options{})
+			e.exec(`CREATE TABLE things (id int PRIMARY KEY, extra jsonb, updated_at timestamptz NOT NULL)`)
+			e.exec(`INSERT INTO things SELECT g, CASE WHEN g % 7 = 0 THEN '{"nested": 1}'::jsonb ELSE to_jsonb('v' || g) END,
+				timestamptz '2026-01-01' + g * interval '1 second' FROM generate_series(1, 20) g`)
+			m := parseSync(t, `syncs:
+  - name: people
+    source: { table: things, key: [id], cursor: updated_at }
+    target: { object: organization }
+    batch_size: 100
+    properties:
+      external_id: id
+      extra: extra
+`)
+			c := &crash{op: op, n: 1, after: op == "Journal", calls: map[string]int{}}
+			sy := e.syncer(m)
+			sy.Store = c.store(e.store)
+			sy.API = crashAPI{api: e.api, c: c}
+			if _, err := sy.Once(ctx); !errors.Is(err, errCrashed) {
+				t.Fatalf("crashed pass returned %v, want the crash", err)
+			}
+			if _, err := e.syncer(m).Once(ctx); err != nil {
+				t.Fatalf("recovery pass: %v", err)
+			}
+			rejects, err := e.store.Rejects(ctx, "people", 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var keys []string
+			for _, r := range rejects {
+				keys = append(keys, r.RowKey[0])
+			}
+			slices.Sort(keys)
+			if !slices.Equal(keys, []string{"14", "7"}) {
+				t.Errorf("rejects after the recovery: %v, want rows 7 and 14 (refused by the mapping)", keys)
+			}
+			if n := e.fake.Count("organization"); n != 18 {
+				t.Errorf("fake holds %d records, want the 18 good rows", n)
+			}
+			e.checkCheckpoint("20")
+		})
+	}
+}

@@ -14,6 +14,7 @@ import (
 func TestFingerprintIsStable(t *testing.T) {
 	s := &Syncer{}
 	object := []byte(`{"default":{"name":"Ada","n":1}}`)
+	var reused fingerprinter // as build uses one, row after row
 	for _, tt := range []struct {
 		target mapping.Target
 		want   string
@@ -25,6 +26,10 @@ func TestFingerprintIsStable(t *testing.T) {
 		got := hex.EncodeToString(s.fingerprint(object))
 		if got != tt.want {
 			t.Errorf("fingerprint under %+v = %s, want %s", tt.target, got, tt.want)
+		}
+		reused.sum(s.fpPrefix, []byte(`{"default":{}}`))
+		if got := hex.EncodeToString(reused.sum(s.fpPrefix, object)); got != tt.want {
+			t.Errorf("fingerprint under %+v, after another = %s, want %s", tt.target, got, tt.want)
 		}
 	}
 }

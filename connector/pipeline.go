@@ -50,6 +50,9 @@ type pipeline struct {
 	held     int
 	nextSend time.Time
 	spent    bool
+	// look: the sync has stored fingerprints, so rows are looked up
+	// (a first pass has none to find).
+	look bool
 }
 
 func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
@@ -69,29 +72,29 @@ func (p *pipeline) run(ctx context.Context, src *source, enc *mapping.Encoder, w
 
 // feed sends the batches that read produces, in order, while committing
 // in-flight batches the moment they complete. Reading runs in its own
-// goroutine so that neither the next page's query, encoding and journal
+// goroutine so that neither the next batch's fetch, encoding and journal
 // write nor a commit waits for the other: a slot freed by a completed job is
 // refilled at once with a batch that is already built and journaled. read
 // stays one batch ahead, so memory holds at most max+2 batches (max in
 // flight, one being committed, one ready).
 func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, w Window) error {
 	rctx, stop := context.WithCancel(ctx)
-	pages := make(chan built)
+	batches := make(chan built)
 	done := make(chan struct{})
 	var rerr error
 	go func() {
 		defer close(done)
-		defer close(pages)
-		rerr = p.read(rctx, src, enc, w, pages)
+		defer close(batches)
+		rerr = p.read(rctx, src, enc, w, batches)
 	}()
 	defer func() {
 		stop()
-		for b := range pages { // a batch the reader was handing over
+		for b := range batches { // a batch the reader was handing over
 			p.unjournal(ctx, b)
 		}
 		<-done
 	}()
-	in := pages // nil once read has handed over its last batch
+	in := batches // nil once read has handed over its last batch
 	take := func(b built, ok bool) error {
 		if !ok {
 			in = nil
@@ -142,14 +145,17 @@ func (p *pipeline) feed(ctx context.Context, src *source, enc *mapping.Encoder, 
 	}
 }
 
-// read pages through the window, maps each page into a batch, and hands the
-// batches to feed in order. It touches no pipeline state: feed owns that.
+// read scans the window, maps each batch of rows, and hands the batches to
+// feed in order. It touches no pipeline state: feed owns that. A batch with
+// fewer rows than asked for is partial, and the last: the scan is at the end
+// of the window.
 func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, w Window, out chan<- built) error {
 	s := p.s
+	sc := src.scan(w, s.MaxSnapshot, s.Now)
+	defer sc.release(ctx) // the budget or a shutdown may end the pass mid-window
 	for {
 		limit := s.limit()
-		w.Limit = limit
-		rows, err := src.Page(ctx, w)
+		rows, err := sc.next(ctx, limit)
 		if err != nil {
 			return err
 		}
@@ -162,7 +168,7 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 			return err
 		}
 		b.read = len(rows)
-		if b, err = s.skipUnchanged(ctx, b); err != nil {
+		if b, err = s.skipUnchanged(ctx, b, p.look); err != nil {
 			return err
 		}
 		if len(b.sent) > 0 {
@@ -190,16 +196,42 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 			p.unjournal(ctx, b)
 			return err
 		}
-		select {
-		case out <- b:
-		case <-ctx.Done():
-			p.unjournal(ctx, b)
-			return ctx.Err()
+		if err := p.handOver(ctx, sc, out, b); err != nil {
+			return err
 		}
 		w.After = b.To
-		if len(rows) < limit || s.stopping() {
+		if partial || s.stopping() {
 			return nil
 		}
+	}
+}
+
+// handOver gives b to feed. While feed has no room for it (the batches in
+// flight wait for the API), the scan's snapshot is released once it is as
+// old as it may get, so a slow API never holds back vacuum on the source.
+func (p *pipeline) handOver(ctx context.Context, sc *scan, out chan<- built, b built) error {
+	select {
+	case out <- b:
+		return nil
+	default:
+	}
+	expired, stop := sc.expiry()
+	defer stop()
+	select {
+	case out <- b:
+		return nil
+	case <-expired:
+		sc.release(ctx)
+	case <-ctx.Done():
+		p.unjournal(ctx, b)
+		return ctx.Err()
+	}
+	select {
+	case out <- b:
+		return nil
+	case <-ctx.Done():
+		p.unjournal(ctx, b)
+		return ctx.Err()
 	}
 }
 
@@ -247,6 +279,7 @@ func (p *pipeline) journal(ctx context.Context, b *built) error {
 	if b.journaled || len(b.sent) == 0 {
 		return nil
 	}
+	b.Held = b.held()
 	if err := p.s.Store.Journal(ctx, b.Batch); err != nil {
 		return err
 	}
@@ -338,6 +371,7 @@ func (p *pipeline) bisect(ctx context.Context, f *flight) error {
 		sub := s.buildRows(rows, from)
 		if i == 0 {
 			sub.invalid, sub.deferred, sub.gone = b.invalid, b.deferred, b.gone
+			sub.Held = sub.held()
 		}
 		if i == len(parts)-1 {
 			sub.To = b.To // the original end covers rows it kept out as invalid

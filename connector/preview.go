@@ -53,7 +53,7 @@ func (s *Syncer) Preview(ctx context.Context, w Window) (Preview, error) {
 		pv.Invalid = append(pv.Invalid, b.invalid...)
 		pv.Deferred = append(pv.Deferred, b.deferred...)
 		all := b.sent
-		if b, err = s.skipUnchanged(ctx, b); err != nil {
+		if b, err = s.skipUnchanged(ctx, b, true); err != nil {
 			return pv, err
 		}
 		// skipUnchanged keeps the order: what is missing was skipped.

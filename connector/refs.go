@@ -266,7 +266,8 @@ func (s *Syncer) resend(ctx context.Context, p *pipeline, enc *mapping.Encoder, 
 			return false, err
 		}
 		if o.skipUnchanged {
-			if b, err = s.skipUnchanged(ctx, b); err != nil {
+			// Look the rows up: this pass may have saved their fingerprints.
+			if b, err = s.skipUnchanged(ctx, b, true); err != nil {
 				return false, err
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -35,6 +36,9 @@ type row struct {
 	pos    checkpoint.Position
 	object []byte // the encoded object, once mapped
 	sum    []byte // its change fingerprint, when fingerprints are on
+	// fresh: the store had no fingerprint for the row's key when the
+	// pass looked (or had none for the sync at all).
+	fresh bool
 }
 
 // newSource describes the sync's source against the database without reading
@@ -93,12 +97,18 @@ func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*so
 
 	// Positions are kept as PostgreSQL text so they round-trip exactly
 	// (microseconds, numeric scale); they are cast back to the column types.
+	// The common types arrive as they are and are printed here
+	// (position.go); the others are cast in the query.
 	s.selectList = strings.Join(sel[:len(s.cols):len(s.cols)], ", ")
-	for _, o := range s.ordering {
+	for i, o := range s.ordering {
 		if s.selectList != "" {
 			s.selectList += ", "
 		}
-		s.selectList += "(" + o + ")::text"
+		if formattedHere(fds[len(s.cols)+i].DataTypeOID) {
+			s.selectList += o
+		} else {
+			s.selectList += "(" + o + ")::text"
+		}
 	}
 	s.cursorOID = fds[len(s.cols)].DataTypeOID
 	return s, nil
@@ -125,16 +135,26 @@ type Window struct {
 
 // Page reads up to w.Limit rows of the window, in keyset order, inside a
 // READ ONLY transaction. Rows whose cursor is NULL are never read (they cannot
-// be ordered); `prismsync validate` warns about nullable cursors.
+// be ordered); `prismsync validate` warns about nullable cursors. A pass
+// reads its window with a scan instead (scan.go): one query, not one per
+// page.
 func (s *source) Page(ctx context.Context, w Window) ([]row, error) {
-	from, where, args, err := s.window(w)
+	sql, args, err := s.ordered(w)
 	if err != nil {
 		return nil, err
 	}
 	args = append(args, w.Limit)
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s LIMIT $%d",
-		s.selectList, from, where, strings.Join(s.ordering, ", "), len(args))
-	return s.read(ctx, sql, args, w.Limit)
+	return s.read(ctx, fmt.Sprintf("%s LIMIT $%d", sql, len(args)), args, w.Limit)
+}
+
+// ordered is the SELECT of a window's rows in keyset order, without a limit.
+func (s *source) ordered(w Window) (string, []any, error) {
+	from, where, args, err := s.window(w)
+	if err != nil {
+		return "", nil, err
+	}
+	return fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s",
+		s.selectList, from, where, strings.Join(s.ordering, ", ")), args, nil
 }
 
 // Count counts the rows of a window (its Limit is ignored), for a
@@ -228,35 +248,56 @@ func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int)
 	if err != nil {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
+	out, err := s.collect(rows, make([]row, 0, sizeHint))
+	if err != nil {
+		return nil, err
+	}
+	return out, tx.Commit(ctx)
+}
+
+// collect appends the rows of one result to out, each split into mapped
+// values and position, and closes rows.
+func (s *source) collect(rows pgx.Rows, out []row) ([]row, error) {
 	defer rows.Close()
 	n := len(s.cols)
-	out := make([]row, 0, sizeHint)
 	var dec *rowDecoder
+	var fds []pgconn.FieldDescription
 	for rows.Next() {
 		if dec == nil {
-			// Planned once per query, not per value as rows.Values() does.
-			dec = newRowDecoder(rows.Conn().TypeMap(), rows.FieldDescriptions())
+			// Planned once per result, not per value as rows.Values() does.
+			fds = rows.FieldDescriptions()
+			dec = newRowDecoder(rows.Conn().TypeMap(), fds[:n:n])
 		}
-		vals, err := dec.decode(rows.RawValues())
+		raw := rows.RawValues()
+		if len(raw) != len(fds) {
+			return nil, fmt.Errorf("read row: %d values for %d columns", len(raw), len(fds))
+		}
+		vals, err := dec.decode(raw[:n])
 		if err != nil {
 			return nil, fmt.Errorf("read row: %w", err)
 		}
-		r := row{values: vals[:n:n]}
-		texts := vals[n:]
-		r.pos.Cursor, _ = texts[0].(string)
-		r.pos.Key = make([]string, len(texts)-1)
-		for i, t := range texts[1:] {
-			if t == nil {
+		r := row{values: vals}
+		// The cursor is never NULL (the window says so); a key column may be.
+		r.pos.Key = make([]string, len(raw)-n-1)
+		for i := n; i < len(raw); i++ {
+			text, ok := positionText(fds[i], raw[i])
+			switch {
+			case raw[i] == nil && i > n:
 				return nil, fmt.Errorf("row with cursor %s has a NULL key column; key columns must be NOT NULL", r.pos.Cursor)
+			case !ok:
+				return nil, fmt.Errorf("read row: malformed %s value (%d bytes)", fds[i].Name, len(raw[i]))
+			case i == n:
+				r.pos.Cursor = text
+			default:
+				r.pos.Key[i-n-1] = text
 			}
-			r.pos.Key[i] = t.(string)
 		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
-	return out, tx.Commit(ctx)
+	return out, nil
 }
 
 // TimeCursor reports whether the cursor is a timestamp, so the commit

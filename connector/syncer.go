@@ -81,14 +81,19 @@ type Syncer struct {
 	// polls while GuardWait waits), so tests need not wait.
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Stopping, when closed, ends a pass after the batches in flight instead
-	// of reading further pages (graceful shutdown).
+	// of reading further rows (graceful shutdown).
 	Stopping <-chan struct{}
 	// DeferWarnAfter is how long a row may wait for the record of the row
 	// it links to before each pass warns about it, with its key (default
 	// DefaultDeferWarnAfter, 24h).
 	DeferWarnAfter time.Duration
-	// Now is the engine's clock for deferred rows (when they began to
-	// wait, how long they have); nil is time.Now.
+	// MaxSnapshot bounds how long a pass reads the source in one snapshot
+	// (default DefaultMaxSnapshot): an older one is ended and the read goes
+	// on from the last row in a new one, so that a long backfill does not
+	// keep vacuum from removing dead rows on the source.
+	MaxSnapshot time.Duration
+	// Now is the engine's clock: for MaxSnapshot, and for deferred rows
+	// (when they began to wait, how long they have); nil is time.Now.
 	Now func() time.Time
 
 	warnOnce    sync.Once
@@ -151,6 +156,14 @@ func (s *Syncer) once(ctx context.Context, sum *Summary) error {
 	sum.HorizonLag = b.lag
 	w := Window{After: sum.Position, from: s.From, to: s.To, until: b.until, cap: b.cap}
 	p := &pipeline{s: s, fp: fp, sum: sum, max: max(1, s.MaxInflight)}
+	if s.Fingerprints != nil && !s.Force {
+		// Asked once per pass: rows this pass saves are not read again
+		// in it, and missing one that another process (a backfill of the
+		// same sync) saves meanwhile costs a resend, never a row.
+		if p.look, err = s.Fingerprints.HasFingerprints(ctx, s.Sync.Name); err != nil {
+			return err
+		}
+	}
 	if err := p.run(ctx, src, enc, w); err != nil {
 		return err
 	}
@@ -266,7 +279,7 @@ func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) err
 			continue
 		}
 		s.logger().Info("settling batch from an interrupted run", "key", b.Key, "rows", b.Rows, "job_id", b.JobID)
-		f := &flight{batch: built{Batch: b}, done: make(chan struct{})}
+		f := &flight{batch: settled(b), done: make(chan struct{})}
 		f.res, f.rep, f.err = s.settle(ctx, &f.batch.Batch)
 		if f.err != nil {
 			return f.err

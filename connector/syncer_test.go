@@ -658,6 +658,21 @@ func (f *memFingerprints) SaveFingerprints(_ context.Context, sync string, keys 
 	return nil
 }
 
+func (f *memFingerprints) AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error {
+	return f.SaveFingerprints(ctx, sync, keys, sums)
+}
+
+func (f *memFingerprints) HasFingerprints(_ context.Context, sync string) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for k := range f.m {
+		if strings.HasPrefix(k, sync+"\x00") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 func TestUnchangedRowsAreNotSentAgain(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, prismtest.Options{})
@@ -694,6 +709,58 @@ func TestUnchangedRowsAreNotSentAgain(t *testing.T) {
 	if sum, err = sy.Once(ctx); err != nil || sum.Sent != 300 {
 		t.Fatalf("forced pass %+v (err %v): want all 300 sent", sum, err)
 	}
+}
+
+// countingFingerprints counts the keys each method of memFingerprints got.
+type countingFingerprints struct {
+	memFingerprints
+	looked, added, replaced int
+}
+
+func (c *countingFingerprints) Fingerprints(ctx context.Context, sync string, keys [][]string) ([][]byte, error) {
+	c.looked += len(keys)
+	return c.memFingerprints.Fingerprints(ctx, sync, keys)
+}
+
+func (c *countingFingerprints) AddFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error {
+	c.added += len(keys)
+	return c.memFingerprints.SaveFingerprints(ctx, sync, keys, sums)
+}
+
+func (c *countingFingerprints) SaveFingerprints(ctx context.Context, sync string, keys [][]string, sums [][]byte) error {
+	c.replaced += len(keys)
+	return c.memFingerprints.SaveFingerprints(ctx, sync, keys, sums)
+}
+
+// The first pass of a sync has no fingerprints to find: it looks none up and
+// adds the new ones (a store writes those without an upsert). Later passes
+// look their rows up, add the keys that had none and replace the others.
+func TestFirstPassLooksUpNoFingerprints(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, prismtest.Options{})
+	e.exec(peopleTable)
+	e.exec(`INSERT INTO people SELECT g, 'Org ' || g, NULL, 1, timestamptz '2026-01-01' + g * interval '1 minute'
+		FROM generate_series(1, 300) g`)
+	sy := e.syncer(mappingFor(t, 100, true))
+	fp := &countingFingerprints{memFingerprints: memFingerprints{m: map[string][]byte{}}}
+	sy.Fingerprints = fp
+	if _, err := sy.Once(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if fp.looked != 0 || fp.added != 300 || fp.replaced != 0 {
+		t.Fatalf("first pass looked up %d keys, added %d, replaced %d; want 0, 300, 0", fp.looked, fp.added, fp.replaced)
+	}
+	e.exec(`UPDATE people SET seats = 2, updated_at = now() WHERE id <= 10`)
+	e.exec(`INSERT INTO people VALUES (301, 'Org 301', NULL, 1, now())`)
+	*fp = countingFingerprints{memFingerprints: memFingerprints{m: fp.m}}
+	sum, err := sy.Once(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != 11 || fp.looked != 11 || fp.added != 1 || fp.replaced != 10 {
+		t.Fatalf("summary %+v; looked up %d keys, added %d, replaced %d; want 11, 1, 10", sum, fp.looked, fp.added, fp.replaced)
+	}
+	e.checkFake()
 }
 
 // A batch in which no row can be sent still moves the checkpoint and

@@ -123,6 +123,7 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		Budget:         a.budget,
 		Fingerprints:   a.fingerprints(),
 		DeferWarnAfter: a.cfg.DeferWarnAfter,
+		MaxSnapshot:    a.cfg.ScanMaxSnapshot,
 	}
 }
 

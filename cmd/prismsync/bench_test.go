@@ -19,10 +19,38 @@ func TestBenchFlags(t *testing.T) {
 		{"bench", "--inflight", "0"},
 		{"bench", "--latency", "-1s"},
 		{"bench", "extra"},
+		{"bench", "--table", "tall"},
 	} {
 		err := Run(context.Background(), args, envconfig.MapLookuper(nil), &bytes.Buffer{}, &bytes.Buffer{})
 		if exitCode(err) != exitUsage {
 			t.Errorf("%v: err %v, want a usage error", args, err)
+		}
+	}
+}
+
+// --table narrow is issue 12's job: its own defaults, unless a flag says
+// otherwise.
+func TestBenchNarrowDefaults(t *testing.T) {
+	type defaults struct {
+		table            string
+		batch, threshold int
+		rateLimit        float64
+		index, fp        bool
+	}
+	for _, tc := range []struct {
+		args []string
+		want defaults
+	}{
+		{[]string{"--table", "narrow"}, defaults{bench.Narrow, 1000, 1001, -1, false, true}},
+		{[]string{"--table", "narrow", "--index", "--batch", "500", "--fingerprints=false"}, defaults{bench.Narrow, 500, 1001, -1, true, false}},
+		{nil, defaults{bench.Wide, 5000, 100, 0, true, false}},
+	} {
+		c, _, err := benchConfig(tc.args, &bytes.Buffer{}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if got := (defaults{c.Table, c.Batch, c.Threshold, c.RateLimit, c.Index, c.Fingerprints}); got != tc.want {
+			t.Errorf("%v: %+v, want %+v", tc.args, got, tc.want)
 		}
 	}
 }

@@ -52,6 +52,7 @@ type Config struct {
 	HistoryKeep     int           `env:"HISTORY_KEEP, default=1000"`
 	AlertWebhookURL string        `env:"ALERT_WEBHOOK_URL"`
 	DeferWarnAfter  time.Duration `env:"DEFER_WARN_AFTER, default=24h"`
+	ScanMaxSnapshot time.Duration `env:"SCAN_MAX_SNAPSHOT, default=5m"`
 }
 
 // newBudget is the request budget the configuration describes, over store.
@@ -149,6 +150,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.DeferWarnAfter <= 0 {
 		problems = append(problems, "DEFER_WARN_AFTER must be a positive duration (e.g. 24h)")
+	}
+	if cfg.ScanMaxSnapshot <= 0 {
+		problems = append(problems, "SCAN_MAX_SNAPSHOT must be positive")
 	}
 	if len(problems) > 0 {
 		return nil, &usageError{errors.New("configuration: " + strings.Join(problems, "; "))}

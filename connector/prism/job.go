@@ -157,10 +157,11 @@ type wireJob struct {
 	Succeeded *int            `json:"succeeded"`
 	Failed    *int            `json:"failed"`
 	Error     json.RawMessage `json:"error"`
-	Results   []wireResult    `json:"results"`
-	ExpiresAt string          `json:"expires_at"`
-	CreatedAt string          `json:"created_at"`
-	UpdatedAt string          `json:"updated_at"`
+	Results   json.RawMessage `json:"results"` // decodeResults
+
+	ExpiresAt string `json:"expires_at"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
 	// Summary is the pre-2026-05-20 shape, used only to fill in the total.
 	Summary *struct {
 		Total *int `json:"total"`
@@ -184,11 +185,8 @@ var errMalformed = errors.New("malformed JSON response")
 // decodeJob parses a job body. Syntax errors wrap errMalformed (retryable);
 // a body that parses but is not a job wraps ErrUnexpectedResponse.
 func decodeJob(body []byte) (*Job, error) {
-	var w wireJob
-	// Unmarshal checks the syntax of the whole body before it decodes
-	// anything, so a *json.SyntaxError means a cut-off or garbled body; a
-	// separate json.Valid pass would scan every poll answer twice.
-	if err := json.Unmarshal(body, &w); err != nil {
+	w, results, err := parseJob(body)
+	if err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
 			return nil, fmt.Errorf("%w (%d bytes): %w", errMalformed, len(body), err)
@@ -209,7 +207,7 @@ func decodeJob(body []byte) (*Job, error) {
 		j.Total = *w.Summary.Total
 	default:
 		// Old synchronous answers carry no total; the results are the rows.
-		j.Total = len(w.Results)
+		j.Total = len(results)
 	}
 	j.Processed = deref(w.Processed)
 	j.Succeeded = deref(w.Succeeded)
@@ -226,9 +224,9 @@ func decodeJob(body []byte) (*Job, error) {
 	if j.Terminal() {
 		j.ran = serverDuration(w.CreatedAt, w.UpdatedAt)
 	}
-	if len(w.Results) > 0 {
-		j.Results = make([]Result, len(w.Results))
-		for i, wr := range w.Results {
+	if len(results) > 0 {
+		j.Results = make([]Result, len(results))
+		for i, wr := range results {
 			r := Result{InputIndex: -1, Created: wr.Created, Existing: wr.Existing, Updated: wr.Updated}
 			if wr.InputIndex != nil {
 				r.InputIndex = *wr.InputIndex
@@ -242,6 +240,34 @@ func decodeJob(body []byte) (*Job, error) {
 		}
 	}
 	return j, nil
+}
+
+// parseJob decodes an answer as json.Unmarshal into a wireJob with its
+// results as []wireResult would (a *json.SyntaxError means a cut-off or
+// garbled body). The results, most of the body, are decoded apart
+// (decodeResults), after a json.Valid of the whole: then encoding/json
+// scans them once, where decoding them as a member of the job scanned them
+// twice and reflected over every value.
+func parseJob(body []byte) (w wireJob, results []wireResult, err error) {
+	if json.Valid(body) {
+		if rest, raw, ok := withoutResults(body); ok {
+			if err := json.Unmarshal(rest, &w); err != nil {
+				return w, nil, err
+			}
+			w.Results = nil
+			results, err = decodeResults(raw)
+			return w, results, err
+		}
+	}
+	// Anything else, as encoding/json decodes it (the outer Results hides
+	// the embedded one).
+	var whole struct {
+		wireJob
+		Results []wireResult `json:"results"`
+	}
+	err = json.Unmarshal(body, &whole)
+	whole.wireJob.Results = nil
+	return whole.wireJob, whole.Results, err
 }
 
 // serverDuration is updated - created when both are RFC 3339 times with a

@@ -53,6 +53,15 @@ type Config struct {
 	Threshold int           // fake's SyncThreshold
 	Profile   string        // directory for pprof files; "" = none
 
+	// Table is what is synced: Wide (the default) or Narrow.
+	Table string
+	// Index creates the index on (updated_at, id) the sync reads in the
+	// order of; without it PostgreSQL sorts the window.
+	Index bool
+	// Fingerprints turns the engine's change fingerprints on, kept in the
+	// checkpoint store, as FINGERPRINTS=true does.
+	Fingerprints bool
+
 	// Progress receives one line per phase; nil discards.
 	Progress io.Writer
 
@@ -103,6 +112,16 @@ type Report struct {
 	FailedCalls int64 // attempts without a 2xx answer
 	// BatchTime is the mean time from POST to a completed job, over batches.
 	BatchTime time.Duration
+	// FirstBatch is the time from the start of the pass to the first
+	// commit: it includes settling the journal, describing the source and,
+	// without an index, the sort of the window.
+	FirstBatch time.Duration
+	// BatchGaps are the times between one batch's commit and the next's,
+	// sorted: a stall anywhere in the pipeline (a query, a store write, the
+	// API) shows in the largest.
+	BatchGaps []time.Duration
+	// CopyPostgresCPU is the cluster's CPU time during the COPY.
+	CopyPostgresCPU time.Duration
 
 	FirstPoll, MaxPoll time.Duration // effective client settings
 	RateLimit          float64       // effective, <0 = off
@@ -129,6 +148,10 @@ type FakeStats struct {
 func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	if c.Threshold == 0 { // a config built in code rather than from flags
 		c.Threshold = prismtest.DefaultSyncThreshold
+	}
+	tab, err := tableOf(c.Table)
+	if err != nil {
+		return nil, err
 	}
 	if c.OpenPool == nil {
 		c.OpenPool = openPool
@@ -169,16 +192,16 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	}
 	defer pool.Close()
 
-	progress("seeding %d rows", c.Rows)
+	progress("seeding %d rows of the %s table", c.Rows, tab.name)
 	start := time.Now()
-	if err := seedTable(ctx, pool, c.Rows); err != nil {
+	if err := tab.seed(ctx, pool, c.Rows, c.Index); err != nil {
 		return nil, err
 	}
 	rep.SeedDuration = time.Since(start)
 	rep.SeedLoad = loadAverage()
 
 	progress("measuring COPY ... TO STDOUT")
-	if err := measureCopy(ctx, dsn, rep); err != nil {
+	if err := measureCopy(ctx, dsn, tab.copy, pool, rep); err != nil {
 		return nil, err
 	}
 	rep.CopyLoad = loadAverage()
@@ -190,7 +213,7 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	}
 	defer fake.kill()
 
-	mf, findings := mapping.Parse("bench-mapping.yaml", []byte(mappingFile(c.Batch)))
+	mf, findings := mapping.Parse("bench-mapping.yaml", []byte(tab.mapping(c.Batch)))
 	if findings.HasErrors() {
 		return nil, fmt.Errorf("bench mapping: %w", findings)
 	}
@@ -235,6 +258,9 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 		Sync: ms, DB: pool, Store: store, API: api, Logger: log,
 		MaxInflight: c.Inflight, Observer: &obs,
 	}
+	if c.Fingerprints {
+		sy.Fingerprints = store
+	}
 
 	stopProfile, err := startProfile(c.Profile)
 	if err != nil {
@@ -245,6 +271,7 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	pg0, pgErr := clusterCPU(ctx, pool)
 	stopHeap := watchHeap(c.Profile)
 	cpu0 := cpuTime()
+	obs.start()
 	sum, err := sy.Once(ctx)
 	rep.SyncCPU = cpuTime() - cpu0
 	if pg1, err := clusterCPU(ctx, pool); err == nil && pgErr == nil {
@@ -267,6 +294,7 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	rep.Requests, rep.Imports, rep.Polls = cnt.total.Load(), cnt.imports.Load(), cnt.polls.Load()
 	rep.AsyncJobs, rep.Retries, rep.FailedCalls = cnt.async.Load(), cnt.retries.Load(), cnt.failed.Load()
 	rep.BatchTime = obs.mean()
+	rep.FirstBatch, rep.BatchGaps = obs.gapsAfterFirst()
 
 	progress("stopping the fake API")
 	if err := fake.stop(rep); err != nil {

@@ -113,6 +113,47 @@ func TestRunSmoke(t *testing.T) {
 	}
 }
 
+// Issue 12's job: the narrow table without an index on (updated_at, id),
+// batches answered at once, change fingerprints on.
+func TestRunNarrow(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts PostgreSQL and a second process")
+	}
+	if _, err := pgtemp.FindBin(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log bytes.Buffer
+	c := Config{
+		Rows: 3000, Batch: 1000, Inflight: 4, Threshold: 1001, RateLimit: -1,
+		Table: Narrow, Fingerprints: true, FakeCommand: testFakeCommand, Progress: &log,
+	}
+	rep, err := Run(ctx, c, &log)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, log.String())
+	}
+	if s := rep.Summary; s.Rows != 3000 || s.Created != 3000 || s.Batches != 3 {
+		t.Errorf("summary %+v, want 3000 rows created in 3 batches", s)
+	}
+	if rep.Imports != 3 || rep.AsyncJobs != 0 || rep.Polls != 0 || rep.Fake.Records != 3000 {
+		t.Errorf("imports %d, async %d, polls %d, records %d; want 3, 0, 0, 3000", rep.Imports, rep.AsyncJobs, rep.Polls, rep.Fake.Records)
+	}
+	if rep.CopyRows != 3000 || len(rep.BatchGaps) != 2 || rep.FirstBatch <= 0 {
+		t.Errorf("COPY read %d rows; %d gaps after the first commit (at %s); want 3000 and 2", rep.CopyRows, len(rep.BatchGaps), rep.FirstBatch)
+	}
+	var out bytes.Buffer
+	rep.Print(&out)
+	for _, want := range []string{"table          narrow, no index on (updated_at, id); change fingerprints on", "commits        first after", "latency bound  none"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 // The fake process must go away when its parent stops (stdin closes),
 // without being killed.
 func TestFakeAPIExitsWhenStdinCloses(t *testing.T) {

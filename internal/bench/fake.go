@@ -109,12 +109,21 @@ func (p *fakeProcess) stop(rep *Report) error {
 				p.lines = nil // wait for done
 				continue
 			}
-			js := strings.TrimPrefix(line, fakeStatsPrefix)
-			if err := json.Unmarshal([]byte(js), &rep.Fake); err != nil {
-				return fmt.Errorf("bench: fake API stats: %w", err)
+			if err := readStats(line, rep); err != nil {
+				return err
 			}
 		case err := <-p.done:
 			p.done = nil
+			// The reader closed lines before it sent done, but select may
+			// take done first, with the stats line still queued.
+			for p.lines != nil {
+				line, ok := <-p.lines
+				if !ok {
+					p.lines = nil
+				} else if err := readStats(line, rep); err != nil {
+					return err
+				}
+			}
 			if err != nil {
 				return fmt.Errorf("bench: fake API: %w", err)
 			}
@@ -130,6 +139,14 @@ func (p *fakeProcess) stop(rep *Report) error {
 			return errors.New("bench: fake API did not exit within 60s of its stdin closing")
 		}
 	}
+}
+
+// readStats reads the statistics line the fake prints as it exits.
+func readStats(line string, rep *Report) error {
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(line, fakeStatsPrefix)), &rep.Fake); err != nil {
+		return fmt.Errorf("bench: fake API stats: %w", err)
+	}
+	return nil
 }
 
 func (p *fakeProcess) kill() {

@@ -21,11 +21,24 @@ func (r *Report) Print(w io.Writer) {
 	s := r.Summary
 	fmt.Fprintf(w, "prismsync bench: %d rows, batch %d, inflight %d, job latency %s, fake's sync threshold %d objects; %d CPUs, GOMAXPROCS %d, %s\n",
 		c.Rows, c.Batch, c.Inflight, c.Latency, c.Threshold, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version())
+	index, fp := "no index on (updated_at, id)", "off"
+	if c.Index {
+		index = "index on (updated_at, id)"
+	}
+	if c.Fingerprints {
+		fp = "on"
+	}
+	table := c.Table
+	if table == "" {
+		table = Wide
+	}
+	fmt.Fprintf(w, "  table          %s, %s; change fingerprints %s\n", table, index, fp)
 	fmt.Fprintf(w, "  seed           %d rows in %s                 (load avg %s)\n",
 		c.Rows, r.SeedDuration.Round(time.Millisecond), r.SeedLoad)
 	copyRate := rate(r.CopyRows, r.CopyDuration)
-	fmt.Fprintf(w, "  COPY ceiling   %d rows, %s in %s = %.0f rows/s   (load avg %s)\n",
-		r.CopyRows, mb(r.CopyBytes), r.CopyDuration.Round(time.Millisecond), copyRate, r.CopyLoad)
+	fmt.Fprintf(w, "  COPY ceiling   %d rows, %s in %s = %.0f rows/s; PostgreSQL %.1f µs/row   (load avg %s)\n",
+		r.CopyRows, mb(r.CopyBytes), r.CopyDuration.Round(time.Millisecond), copyRate,
+		float64(r.CopyPostgresCPU.Microseconds())/float64(max(1, r.CopyRows)), r.CopyLoad)
 	e2e := rate(int64(s.Rows), s.Duration)
 	ratio := 0.0
 	if copyRate > 0 {
@@ -35,6 +48,12 @@ func (r *Report) Print(w io.Writer) {
 		s.Rows, s.Duration.Round(time.Millisecond), e2e, ratio, r.SyncLoad)
 	fmt.Fprintf(w, "                 sent %d · created %d · updated %d · invalid %d · rejected %d · batches %d · mean batch %s\n",
 		s.Sent, s.Created, s.Updated, s.Invalid, s.Rejected, s.Batches, r.BatchTime.Round(time.Millisecond))
+	if g := r.BatchGaps; len(g) > 0 {
+		med, top := g[len(g)/2], g[len(g)-1]
+		fmt.Fprintf(w, "  commits        first after %s; then one every %s (median), 99th percentile %s, slowest %s = %.1f × the median\n",
+			r.FirstBatch.Round(time.Millisecond), med.Round(10*time.Microsecond), g[len(g)*99/100].Round(10*time.Microsecond),
+			top.Round(10*time.Microsecond), float64(top)/float64(max(1, med)))
+	}
 	polls := 0.0
 	if r.AsyncJobs > 0 {
 		polls = float64(r.Polls) / float64(r.AsyncJobs)
