@@ -83,6 +83,7 @@ func benchConfig(args []string, stdout, stderr io.Writer) (c bench.Config, help 
 	fs.StringVar(&c.Table, "table", bench.Wide, "wide or narrow")
 	fs.BoolVar(&c.Index, "index", true, "index on (updated_at, id)")
 	fs.BoolVar(&c.Fingerprints, "fingerprints", false, "change fingerprints")
+	fs.BoolVar(&c.Statements, "statements", false, "report PostgreSQL's top statements of the sync (pg_stat_statements)")
 	if help, err := fs.parse(args); help || err != nil {
 		return c, help, err
 	}

@@ -61,6 +61,10 @@ type Config struct {
 	// Fingerprints turns the engine's change fingerprints on, kept in the
 	// checkpoint store, as FINGERPRINTS=true does.
 	Fingerprints bool
+	// Statements loads pg_stat_statements into the throwaway cluster and
+	// reports the statements of the sync phase that took PostgreSQL the
+	// most time: where its share of the CPU goes.
+	Statements bool
 
 	// Progress receives one line per phase; nil discards.
 	Progress io.Writer
@@ -82,6 +86,10 @@ type Config struct {
 // Report is what one run measured.
 type Report struct {
 	Config Config
+
+	// Statements are the sync phase's top statements (with
+	// Config.Statements), most time first.
+	Statements []Statement
 
 	SeedDuration time.Duration
 	SeedLoad     string
@@ -177,7 +185,11 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	log := c.NewLogger(stderr)
 
 	progress("starting a throwaway PostgreSQL")
-	cluster, err := pgtemp.Start(ctx, pgtemp.Options{})
+	var opts pgtemp.Options
+	if c.Statements {
+		opts.Settings = map[string]string{"shared_preload_libraries": "pg_stat_statements", "pg_stat_statements.track": "all"}
+	}
+	cluster, err := pgtemp.Start(ctx, opts)
 	if err != nil {
 		return nil, &kindError{ErrNoPostgres, err}
 	}
@@ -268,6 +280,11 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	}
 	progress("syncing %d rows (batch %d, inflight %d)", c.Rows, c.Batch, c.Inflight)
 	rep.MaxRSSBefore, _ = maxRSS()
+	if c.Statements {
+		if err := resetStatements(ctx, pool); err != nil {
+			return nil, err
+		}
+	}
 	pg0, pgErr := clusterCPU(ctx, pool)
 	stopHeap := watchHeap(c.Profile)
 	cpu0 := cpuTime()
@@ -276,6 +293,11 @@ func Run(ctx context.Context, c Config, stderr io.Writer) (*Report, error) {
 	rep.SyncCPU = cpuTime() - cpu0
 	if pg1, err := clusterCPU(ctx, pool); err == nil && pgErr == nil {
 		rep.PostgresCPU = pg1 - pg0
+	}
+	if c.Statements && err == nil {
+		if rep.Statements, err = topStatements(ctx, pool, 10); err != nil {
+			return nil, err
+		}
 	}
 	rep.PeakLiveHeap = stopHeap()
 	rep.SyncLoad = loadAverage()

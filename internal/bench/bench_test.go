@@ -204,3 +204,19 @@ func TestProcStatReadsParent(t *testing.T) {
 		t.Fatalf("ppid %d, want %d", st[1], os.Getppid())
 	}
 }
+
+// The statement table gives each statement's time per synced row, on one
+// line with its calls and rows, the query's whitespace folded.
+func TestPrintStatements(t *testing.T) {
+	var b strings.Builder
+	printStatements(&b, []Statement{{Query: "INSERT INTO prismsync.records\n\t\tSELECT 1", Calls: 1000, Rows: 1_000_000, Time: 19 * time.Second}}, 1_000_000)
+	want := "19.00 µs/row      19s    1000 calls   1000000 rows  INSERT INTO prismsync.records SELECT 1\n"
+	if !strings.HasSuffix(b.String(), want) {
+		t.Errorf("printStatements wrote\n%q\nwant it to end with\n%q", b.String(), want)
+	}
+	b.Reset()
+	printStatements(&b, nil, 10)
+	if b.Len() != 0 {
+		t.Errorf("no statements printed %q", b.String())
+	}
+}

@@ -75,6 +75,7 @@ func (r *Report) Print(w io.Writer) {
 		r.FakeCPU.Round(time.Millisecond), perRow(r.FakeCPU), mb(r.FakeRSS))
 	fmt.Fprintf(w, "  fake API saw   %d requests, %d imports (%d async), %d polls, %d objects, %d records stored\n",
 		r.Fake.Requests, r.Fake.Imports, r.Fake.AsyncImports, r.Fake.Polls, r.Fake.Rows, r.Fake.Records)
+	printStatements(w, r.Statements, s.Rows)
 	if r.AsyncJobs == 0 {
 		// Synchronous imports wait for no poll: no latency bound applies.
 		fmt.Fprintf(w, "  latency bound  none: every import completed synchronously (no job to wait for)\n")
