@@ -284,7 +284,7 @@ func (s *FileStore) Journal(ctx context.Context, b Batch) error {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
 	fb := fileBatch{Key: b.Key, Attempt: b.Attempt, From: normPos(b.From), To: normPos(b.To), Rows: b.Rows,
-		BodyGzip: z, Object: b.Object, JobID: b.JobID, CreatedAt: stamp(b.CreatedAt), RowKeys: b.RowKeys}
+		BodyGzip: z, Object: b.Object, JobID: b.JobID, CreatedAt: stamp(b.CreatedAt), RowKeys: b.RowKeys, Kind: b.Kind}
 	return s.update(ctx, func(st *fileState) error {
 		bs := slices.Clone(st.journal[b.Sync])
 		i := slices.IndexFunc(bs, func(x fileBatch) bool { return x.Key == b.Key })
@@ -342,7 +342,7 @@ func (s *FileStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 			return nil, fmt.Errorf("checkpoint: %s: pending batch %q of sync %q: %w", s.path, fb.Key, sync, err)
 		}
 		out = append(out, Batch{Sync: sync, Key: fb.Key, Attempt: fb.Attempt, From: normPos(fb.From), To: normPos(fb.To),
-			Rows: fb.Rows, Body: body, Object: fb.Object, JobID: fb.JobID, CreatedAt: fb.CreatedAt.UTC(), RowKeys: fb.RowKeys})
+			Rows: fb.Rows, Body: body, Object: fb.Object, JobID: fb.JobID, CreatedAt: fb.CreatedAt.UTC(), RowKeys: fb.RowKeys, Kind: fb.Kind})
 	}
 	return out, nil
 }
@@ -508,6 +508,7 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.fingerprints, sync)
 		delete(st.turns, sync)
 		delete(st.records, sync)
+		delete(st.recordStates, sync)
 		delete(st.relinks, sync)
 		return nil
 	})

@@ -150,6 +150,16 @@ var migrations = []string{
 		since    timestamptz NOT NULL,
 		PRIMARY KEY (sync, ref_sync, row_key)
 	);`,
+	// deletes (kept a separate entry so that its number can move at a
+	// merge): what a journaled batch asks (import, delete, archive), the
+	// state of a ledger record (NULL live, 'deleted', 'archived'), and the
+	// deletes, archives and restores of each pass.
+	`ALTER TABLE prismsync.journal ADD COLUMN kind text NOT NULL DEFAULT '';
+	ALTER TABLE prismsync.records ADD COLUMN state text;
+	ALTER TABLE prismsync.run_history
+		ADD COLUMN rows_deleted bigint NOT NULL DEFAULT 0,
+		ADD COLUMN rows_archived bigint NOT NULL DEFAULT 0,
+		ADD COLUMN rows_restored bigint NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.
