@@ -48,13 +48,13 @@ type State struct {
 // committed, so that after a crash the engine knows which requests may have
 // reached the API and can replay them with the same idempotency key and body.
 type Batch struct {
-	Sync      string
-	Key       string // idempotency key (unique per sync)
-	Attempt   int
-	From, To  Position // From = position before the batch; To = position of its last row
-	Rows      int
-	Body      []byte // exact request body; stored gzip-compressed, returned decompressed
-	Object    string // target object type (URL path segment)
+	Sync     string
+	Key      string // idempotency key (unique per sync)
+	Attempt  int
+	From, To Position // From = position before the batch; To = position of its last row
+	Rows     int
+	Body     []byte // exact request body; stored gzip-compressed, returned decompressed
+	Object   string // target object type (URL path segment)
 	// Kind is what the batch asks of Micro: "" (KindImport) an import,
 	// KindDelete a batch/delete of record ids, KindArchive a batch/update
 	// setting the archive properties on record ids.

@@ -71,7 +71,7 @@ const (
 		WHERE sync = $1 AND row_key > $2 AND state IS DISTINCT FROM 'deleted'
 		ORDER BY row_key LIMIT $3`
 	qCountRecords = `SELECT count(*) FROM prismsync.records WHERE sync = $1 AND state IS DISTINCT FROM 'deleted'`
-	qDeferred = `
+	qDeferred     = `
 		SELECT sync, row_key, code, message, payload, attempts, first_seen, last_seen, wait_sync, wait_key
 		FROM prismsync.rejects WHERE sync = $1 AND wait_sync IS NOT NULL
 		ORDER BY first_seen, row_key COLLATE "C"`

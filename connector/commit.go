@@ -16,6 +16,9 @@ import (
 // ledger that links of other syncs resolve through), in one store
 // transaction.
 func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
+	if f.batch.Kind != checkpoint.KindImport {
+		return s.commitRecordBatch(ctx, f, fp, sum)
+	}
 	b := f.batch
 	rejects := append(append([]checkpoint.Reject(nil), b.invalid...), b.deferred...)
 	resolved := append([][]string(nil), b.gone...)
@@ -81,6 +84,7 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		return err
 	}
 	s.saveFingerprints(ctx, b, f.res)
+	sum.Restored += countRestored(b, f.res)
 	sum.Unchanged += b.unchanged
 	s.observer().BatchDone(s.Sync.Name, *rep)
 	sum.Sent += len(f.res)

@@ -27,6 +27,7 @@ type source struct {
 	fields     []mapping.Column
 	selectList string
 	cursorOID  uint32
+	deleted    bool // the select list ends with the row's soft-delete flag
 }
 
 // row is one source row: the values the mapping encodes, and its position.
@@ -35,6 +36,8 @@ type row struct {
 	pos    checkpoint.Position
 	object []byte // the encoded object, once mapped
 	sum    []byte // its change fingerprint, when fingerprints are on
+	// deleted: the source's soft-delete column says the row is deleted.
+	deleted bool
 }
 
 // newSource describes the sync's source against the database without reading
@@ -101,6 +104,11 @@ func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*so
 		s.selectList += "(" + o + ")::text"
 	}
 	s.cursorOID = fds[len(s.cols)].DataTypeOID
+	if d := src.Deleted; d != "" {
+		if err := s.describeDeleted(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -241,7 +249,12 @@ func (s *source) read(ctx context.Context, sql string, args []any, sizeHint int)
 		if err != nil {
 			return nil, fmt.Errorf("read row: %w", err)
 		}
-		r := row{values: vals[:n:n]}
+		var deleted bool
+		if s.deleted {
+			deleted, _ = vals[len(vals)-1].(bool)
+			vals = vals[:len(vals)-1]
+		}
+		r := row{values: vals[:n:n], deleted: deleted}
 		texts := vals[n:]
 		r.pos.Cursor, _ = texts[0].(string)
 		r.pos.Key = make([]string, len(texts)-1)

@@ -75,9 +75,9 @@ type position struct{ line, col int }
 // that a problem only the database can reveal (a missing key column, an
 // unindexed cursor) is still reported at the exact node to edit.
 type sourcePositions struct {
-	source, table, query, key, cursor position
-	deleted, onDelete, archive, reconcile  position
-	keys                              []position // one per Source.Key column
+	source, table, query, key, cursor     position
+	deleted, onDelete, archive, reconcile position
+	keys                                  []position // one per Source.Key column
 	// queryText maps offsets in Source.Query back to the file, when the
 	// query's YAML form allows it exactly; nil otherwise.
 	queryText *textPositions
