@@ -225,6 +225,7 @@ func (s *Syncer) sendRecords(ctx context.Context, b *checkpoint.Batch) ([]prism.
 func (s *Syncer) commitRecordBatch(ctx context.Context, f *flight, fp string, sum *Summary) error {
 	b := f.batch
 	rep := &f.rep
+	rep.Kind = b.Kind
 	var done [][]string
 	var rejects []checkpoint.Reject
 	for i, r := range f.res {
@@ -310,7 +311,32 @@ func (s *Syncer) Reconcile(ctx context.Context, o ReconcileOptions) (Summary, er
 	if err != nil {
 		err = fmt.Errorf("sync %s: reconcile: %w", s.Sync.Name, err)
 	}
+	if o.DryRun {
+		return sum, err
+	}
+	if s.Paced {
+		// The daemon never overrides the guard: the refusal stays, and
+		// every pass reports it (the sync is failing), until a reconcile
+		// finds no more than the share gone (the operator fixed the source
+		// or ran prismsync reconcile --yes).
+		var dse *DeleteShareError
+		switch {
+		case errors.As(err, &dse):
+			s.refusal.Store(&err)
+		case err == nil:
+			s.refusal.Store(nil)
+		}
+	}
+	s.observer().PassFinished(sum, err)
 	return sum, err
+}
+
+// refused is the daemon's standing reconcile refusal, if any.
+func (s *Syncer) refused() error {
+	if p := s.refusal.Load(); p != nil {
+		return fmt.Errorf("waiting for an operator: %w", *p)
+	}
+	return nil
 }
 
 func (s *Syncer) reconcile(ctx context.Context, o ReconcileOptions, sum *Summary) error {

@@ -97,6 +97,7 @@ type Syncer struct {
 	// DefaultMaxDeleteShare, negative disables the guard.
 	MaxDeleteShare float64
 
+	refusal     atomic.Pointer[error] // a reconcile the guard refused in the daemon (see Reconcile)
 	warnOnce    sync.Once
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
 	mappingOnce sync.Once
@@ -118,6 +119,8 @@ func (s *Syncer) Once(ctx context.Context) (Summary, error) {
 	sum.Duration = time.Since(start)
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", s.Sync.Name, err)
+	} else {
+		err = s.refused()
 	}
 	s.observer().PassFinished(sum, err)
 	return sum, err
