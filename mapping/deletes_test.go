@@ -62,6 +62,7 @@ func TestParseDeletesFindings(t *testing.T) {
 		{"archive without properties", "      archive:\n        status: { value: archived }\n        score: { value: 0 }\n", "", "m.yaml:12:18: target.on_delete: archive needs target.archive"},
 		{"archive without archive mode", "on_delete: archive", "on_delete: delete", "m.yaml:13:7: target.archive is only used with on_delete: archive"},
 		{"archive from a column", "score: { value: 0 }", "score: { column: id }", `m.yaml:15:9: target.archive: property "score" must be a constant`},
+		{"archive without dedupe", "      dedupe_by: external_id\n", "", "m.yaml:11:18: target.on_delete: archive needs target.dedupe_by"},
 		{"bad reconcile", `reconcile: "@daily"`, `reconcile: "every day"`, `m.yaml:3:16: reconcile: invalid cron spec "every day"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

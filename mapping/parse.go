@@ -911,6 +911,9 @@ func (p *parser) checkDeletes(s *Sync, fs fields) {
 		p.errorf(v, "target.on_delete: archive needs target.archive: the properties to set instead of deleting, e.g. status: { value: archived }")
 	case hasArchive && t.OnDelete != OnDeleteArchive:
 		p.errorf(fs.key("archive"), "target.archive is only used with on_delete: archive")
+	case t.OnDelete == OnDeleteArchive && t.DedupeBy == "":
+		v, _ := fs.get("on_delete")
+		p.errorf(v, "target.on_delete: archive needs target.dedupe_by, so that a row that comes back updates its archived record instead of creating a second one")
 	}
 	for i, prop := range s.Archive {
 		if prop.Kind != FromValue {
