@@ -354,3 +354,36 @@ func TestTenThousandDeletes(t *testing.T) {
 		t.Errorf("ledger still counts %d live records (%v)", n, err)
 	}
 }
+
+// TestDaemonRefusalStays: the daemon's syncer (Paced) never overrides the
+// guard; after a refusal every pass fails with it, so readiness, status
+// and alerts show the sync failing, until a reconcile passes the guard.
+func TestDaemonRefusalStays(t *testing.T) {
+	e := newDeletesEnv(t, 20)
+	s := deletesMapping(t, "")
+	sy := e.syncer(s)
+	sy.Paced = true
+	if _, err := sy.Once(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e.exec(`DELETE FROM members`)
+	if _, err := sy.Reconcile(context.Background(), connector.ReconcileOptions{}); err == nil {
+		t.Fatal("the daemon's reconcile of an emptied table was not refused")
+	}
+	e.exec(`INSERT INTO members (id, name) VALUES (21, 'new')`)
+	sum, err := sy.Once(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "waiting for an operator") || sum.Created != 1 {
+		t.Errorf("pass after the refusal: %v (created %d); want the new row sent and the pass failing with the refusal", err, sum.Created)
+	}
+	if e.fake.Count("contact") != 21 {
+		t.Errorf("%d contacts; want 21 (nothing deleted)", e.fake.Count("contact"))
+	}
+	// The operator restores the table: the next reconcile passes and clears it.
+	e.exec(`INSERT INTO members (id, name) SELECT i, 'm' || i FROM generate_series(1, 20) AS i`)
+	if _, err := sy.Reconcile(context.Background(), connector.ReconcileOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sy.Once(context.Background()); err != nil {
+		t.Errorf("pass after a reconcile within the guard: %v; want ok", err)
+	}
+}
