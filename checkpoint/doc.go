@@ -51,7 +51,8 @@
 //	                          sync has run, kept apart from its position
 //	prismsync.journal         (sync, batch_key) PK, seq, attempt, from_/to_cursor,
 //	                          from_/to_key, row_count, body_gzip bytea, object,
-//	                          job_id, created_at; Pending orders by created_at, seq
+//	                          job_id, created_at, row_keys (version 4), kind ('' import,
+//	                          'delete', 'archive'; version 8); Pending orders by created_at, seq
 //	prismsync.rejects         (sync, row_key text[]) PK, code, message, payload,
 //	                          attempts, first_seen, last_seen, wait_sync,
 //	                          wait_key text[] (set for a deferred row; version 7)
