@@ -48,13 +48,17 @@ type State struct {
 // committed, so that after a crash the engine knows which requests may have
 // reached the API and can replay them with the same idempotency key and body.
 type Batch struct {
-	Sync      string
-	Key       string // idempotency key (unique per sync)
-	Attempt   int
-	From, To  Position // From = position before the batch; To = position of its last row
-	Rows      int
-	Body      []byte // exact request body; stored gzip-compressed, returned decompressed
-	Object    string // target object type (URL path segment)
+	Sync     string
+	Key      string // idempotency key (unique per sync)
+	Attempt  int
+	From, To Position // From = position before the batch; To = position of its last row
+	Rows     int
+	Body     []byte // exact request body; stored gzip-compressed, returned decompressed
+	Object   string // target object type (URL path segment)
+	// Kind is what the batch asks of Micro: "" (KindImport) an import,
+	// KindDelete a batch/delete of record ids, KindArchive a batch/update
+	// setting the archive properties on record ids.
+	Kind      string
 	JobID     string // "" until the API returned one
 	CreatedAt time.Time
 	// RowKeys holds the source row key of each object in Body, in order, so
@@ -92,6 +96,36 @@ type Reject struct {
 // rather than a row that was refused.
 func (r Reject) Deferred() bool { return r.WaitSync != "" }
 
+// Batch kinds (Batch.Kind).
+const (
+	KindImport  = ""
+	KindDelete  = "delete"
+	KindArchive = "archive"
+)
+
+// Record states in the ledger (RecordState.State, LedgerEntry.State).
+const (
+	StateLive     = ""
+	StateDeleted  = "deleted"  // deleted in Micro; RecordIDs does not return it
+	StateArchived = "archived" // the archive properties were set on it
+)
+
+// RecordState is what the ledger holds about one row: its record id ("" if
+// none) and the record's state.
+type RecordState struct {
+	ID    string
+	State string
+}
+
+// LedgerEntry is one record of the ledger as LedgerPage lists it. After is
+// the page cursor to continue after it.
+type LedgerEntry struct {
+	RowKey []string
+	ID     string
+	State  string
+	After  string
+}
+
 // Record is what a delivered row became in Micro: the id the import result
 // returned for it, for a created record and a dedupe match alike.
 type Record struct {
@@ -113,6 +147,13 @@ type Ledger struct {
 	// referrer gets a Relink of that row, so that its rows that link to the
 	// old record are sent again.
 	Referrers []string
+	// Deleted are rows whose record was deleted in Micro, Archived rows
+	// whose record got the archive properties: their ledger entries are
+	// marked (a deleted record is no longer a link target) and their change
+	// fingerprints dropped, so that the row, live again, is sent again. A
+	// row in Records is live again, whatever its mark was.
+	Deleted  [][]string
+	Archived [][]string
 }
 
 // Relink says that the record of row RowKey of sync RefSync was replaced
@@ -150,6 +191,15 @@ type Store interface {
 	// RecordIDs returns the ledger's record id for each ref ("" when none),
 	// aligned with refs, in one round trip.
 	RecordIDs(ctx context.Context, refs []RecordRef) ([]string, error)
+	// RecordStates returns the ledger's record id and state for each key
+	// of sync (zero when none), aligned with keys, in one round trip.
+	RecordStates(ctx context.Context, sync string, keys [][]string) ([]RecordState, error)
+	// LedgerPage lists up to limit records of sync that are not deleted,
+	// in the ledger's own key order, after the entry whose After is after
+	// ("" = from the start): reconcile streams the ledger through it.
+	LedgerPage(ctx context.Context, sync, after string, limit int) ([]LedgerEntry, error)
+	// CountRecords counts the records of sync that are not deleted.
+	CountRecords(ctx context.Context, sync string) (int, error)
 	// Deferred lists the deferred rows of sync, oldest first.
 	Deferred(ctx context.Context, sync string) ([]Reject, error)
 	// CountDeferred counts the deferred rows of sync ("" = all syncs).
@@ -259,7 +309,13 @@ type Run struct {
 	Invalid   int // refused by the mapping
 	Rejected  int // refused by the API
 	Deferred  int // held back until the rows they refer to are delivered
-	Requests  int // API requests the pass made, polls included
+	// Deleted, Archived and Restored count the records the pass deleted
+	// in Micro, archived instead (on_delete: archive) and brought back for
+	// rows that were deleted before and are live again.
+	Deleted  int
+	Archived int
+	Restored int
+	Requests int // API requests the pass made, polls included
 	// Checkpoint is the sync's position when the pass ended.
 	Checkpoint Position
 }

@@ -53,7 +53,8 @@
 //	                          from_/to_key, row_count, batch_gzip bytea (body,
 //	                          row keys and held rows in one gzip value; schema
 //	                          version 8),
-//	                          object, job_id, created_at; Pending orders by
+//	                          object, job_id, created_at, kind ('' import,
+//	                          'delete', 'archive'; version 9); Pending orders by
 //	                          created_at, seq. Entries written before version 8
 //	                          keep body_gzip and the row_keys jsonb column
 //	prismsync.rejects         (sync, row_key text[]) PK, code, message, payload,
@@ -64,7 +65,8 @@
 //	prismsync.run_history     (sync, seq) PK, started_at, finished_at, ok, error, budget,
 //	                          rows_read, rows_sent, rows_created, rows_updated,
 //	                          rows_existing, rows_unchanged, rows_invalid, rows_rejected,
-//	                          rows_deferred, requests, cursor_text, key_text: every pass
+//	                          rows_deferred, requests, cursor_text, key_text,
+//	                          rows_deleted, rows_archived, rows_restored (version 8): every pass
 //	                          ("prismsync history"; the last one is "status"'s last run)
 //	prismsync.request_counts  month PK ("2026-11"), requests: API requests used,
 //	                          summed over every process
@@ -74,7 +76,8 @@
 //	                          waiting_rows, due, held_at, interval_us: each sync's turn
 //	                          in the request budget (Turn; schema version 5)
 //	prismsync.records         (sync, row_key text) PK, record_id uuid: the record
-//	                          ledger (schema version 7)
+//	                          ledger (schema version 7); state text: NULL live,
+//	                          'deleted' or 'archived' (version 8, deletes)
 //	prismsync.relinks         (sync, ref_sync, row_key) PK, since: rows of ref_sync
 //	                          whose record was replaced, for sync to relink (version 7)
 //
@@ -231,11 +234,13 @@
 //	  "fingerprints": {"orgs": {"1:42;": "<base64 sum>"}},
 //	  "turns":     {"orgs": {"last_send": "…", "last_cost": 1, "interval_ns": 300000000000}},
 //	  "records":   {"orgs": {"1:42;": "6ba7b810-9dad-11d1-80b4-00c04fd430c8"}},
-//	  "relinks":   {"people": [{"ref_sync": "orgs", "row_key": "1:42;", "since": "…"}]}
+//	  "relinks":   {"people": [{"ref_sync": "orgs", "row_key": "1:42;", "since": "…"}]},
+//	  "record_states": {"orgs": {"1:43;": "deleted"}}
 //	}
 //
-// "requests", "fingerprints", "turns", "records", "relinks" and a
-// reject's "wait_sync" and "wait_key" were added within version 1 (an
+// "requests", "fingerprints", "turns", "records", "relinks",
+// "record_states", a journaled batch's "kind" and a reject's "wait_sync"
+// and "wait_key" were added within version 1 (an
 // older prismsync ignores them). Versions before the run history kept each
 // sync's last pass in a "runs" section; it becomes pass 1 of the history and
 // is dropped from the document.

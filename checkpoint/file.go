@@ -285,7 +285,7 @@ func (s *FileStore) Journal(ctx context.Context, b Batch) error {
 	}
 	fb := fileBatch{Key: b.Key, Attempt: b.Attempt, From: normPos(b.From), To: normPos(b.To), Rows: b.Rows,
 		BodyGzip: z, Object: b.Object, JobID: b.JobID, CreatedAt: stamp(b.CreatedAt), RowKeys: b.RowKeys,
-		Held: fileRejects(b.Held)}
+		Held: fileRejects(b.Held), Kind: b.Kind}
 	return s.update(ctx, func(st *fileState) error {
 		bs := slices.Clone(st.journal[b.Sync])
 		i := slices.IndexFunc(bs, func(x fileBatch) bool { return x.Key == b.Key })
@@ -344,7 +344,7 @@ func (s *FileStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		}
 		out = append(out, Batch{Sync: sync, Key: fb.Key, Attempt: fb.Attempt, From: normPos(fb.From), To: normPos(fb.To),
 			Rows: fb.Rows, Body: body, Object: fb.Object, JobID: fb.JobID, CreatedAt: fb.CreatedAt.UTC(), RowKeys: fb.RowKeys,
-			Held: rejectsOf(sync, fb.Held)})
+			Held: rejectsOf(sync, fb.Held), Kind: fb.Kind})
 	}
 	return out, nil
 }
@@ -510,6 +510,7 @@ func (s *FileStore) Forget(ctx context.Context, sync string) error {
 		delete(st.fingerprints, sync)
 		delete(st.turns, sync)
 		delete(st.records, sync)
+		delete(st.recordStates, sync)
 		delete(st.relinks, sync)
 		return nil
 	})

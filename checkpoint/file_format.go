@@ -29,6 +29,9 @@ type fileState struct {
 	turns        map[string]fileTurn
 	// records per sync, by fingerprintKey: the ledger's record ids.
 	records map[string]map[string]string
+	// recordStates per sync, by fingerprintKey: StateDeleted or
+	// StateArchived for a record that is not plain live.
+	recordStates map[string]map[string]string
 	// relinks per sync, by the referenced sync and fingerprintKey joined
 	// with NUL (relinkKey).
 	relinks map[string]map[string]fileRelink
@@ -46,6 +49,7 @@ func emptyState() fileState {
 		fingerprints: map[string]map[string][]byte{},
 		turns:        map[string]fileTurn{},
 		records:      map[string]map[string]string{},
+		recordStates: map[string]map[string]string{},
 		relinks:      map[string]map[string]fileRelink{},
 		nextSeq:      1,
 	}
@@ -62,6 +66,7 @@ func (st fileState) clone() fileState {
 		fingerprints: maps.Clone(st.fingerprints),
 		turns:        maps.Clone(st.turns),
 		records:      maps.Clone(st.records),
+		recordStates: maps.Clone(st.recordStates),
 		relinks:      maps.Clone(st.relinks),
 		nextSeq:      st.nextSeq,
 	}
@@ -89,6 +94,10 @@ type fileDoc struct {
 	// prismsync drops it; rows that link to those records then wait until
 	// their referenced rows are delivered again.
 	Records map[string]map[string]string `json:"records,omitempty"`
+	// RecordStates marks ledger records deleted or archived, per sync:
+	// fingerprintKey -> "deleted" | "archived". An older prismsync drops
+	// it and takes deleted records for live ones.
+	RecordStates map[string]map[string]string `json:"record_states,omitempty"`
 	// Relinks per sync. An older prismsync drops them; rows that link to a
 	// re-created record then keep the old link until they change.
 	Relinks map[string][]fileRelink `json:"relinks,omitempty"`
@@ -148,6 +157,7 @@ type fileBatch struct {
 	RowKeys   [][]string `json:"row_keys,omitempty"`
 	// Held: the batch's rows kept out of the body (Batch.Held).
 	Held []fileReject `json:"held,omitempty"`
+	Kind string       `json:"kind,omitempty"` // "" import, "delete", "archive"
 }
 
 type fileReject struct {
@@ -248,6 +258,14 @@ func decodeFile(data []byte) (fileState, error) {
 		}
 		st.turns[sync] = t
 	}
+	for sync, m := range doc.RecordStates {
+		if sync == "" {
+			return fileState{}, fmt.Errorf("%w: record states with an empty sync name", ErrCorrupt)
+		}
+		if len(m) > 0 {
+			st.recordStates[sync] = m
+		}
+	}
 	for sync, m := range doc.Records {
 		if sync == "" {
 			return fileState{}, fmt.Errorf("%w: records with an empty sync name", ErrCorrupt)
@@ -314,6 +332,7 @@ func encodeFile(st fileState) ([]byte, error) {
 		Fingerprints: st.fingerprints,
 		Turns:        st.turns,
 		Records:      st.records,
+		RecordStates: st.recordStates,
 		Relinks:      make(map[string][]fileRelink, len(st.relinks)),
 	}
 	for sync, m := range st.relinks {

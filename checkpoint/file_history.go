@@ -55,6 +55,9 @@ type fileRunData struct {
 	Invalid    int       `json:"invalid"`
 	Rejected   int       `json:"rejected"`
 	Deferred   int       `json:"deferred"`
+	Deleted    int       `json:"deleted,omitempty"`
+	Archived   int       `json:"archived,omitempty"`
+	Restored   int       `json:"restored,omitempty"`
 	Requests   int       `json:"requests"`
 	Checkpoint Position  `json:"checkpoint"`
 }

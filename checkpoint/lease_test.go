@@ -59,6 +59,22 @@ func TestPostgresLeaseAcrossStores(t *testing.T) {
 	conn, err := pgx.Connect(ctx, dsn)
 	must(t, err)
 	defer conn.Close(ctx)
+	// A released lease closes its connection, and its backend exits a
+	// moment later: wait until only a's lease on orgs is left.
+	for wait := time.Now().Add(10 * time.Second); ; {
+		var holders int
+		must(t, conn.QueryRow(ctx, `
+			SELECT count(DISTINCT pid) FROM pg_locks
+			WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+			  AND pid <> pg_backend_pid()`).Scan(&holders))
+		if holders == 1 {
+			break
+		}
+		if time.Now().After(wait) {
+			t.Fatalf("%d sessions hold advisory locks 10s after two leases were released, want 1", holders)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	var killed int
 	must(t, conn.QueryRow(ctx, `
 		SELECT count(*) FROM (

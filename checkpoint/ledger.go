@@ -20,10 +20,23 @@ type ledgerSave struct {
 	keys      []string
 	ids       []string // canonical UUIDs, aligned with keys
 	referrers []string
+	// deleted and archived are the encoded keys to mark (Ledger.Deleted,
+	// Ledger.Archived).
+	deleted, archived []string
+}
+
+func (p ledgerSave) empty() bool {
+	return len(p.keys) == 0 && len(p.deleted) == 0 && len(p.archived) == 0
 }
 
 func prepareLedger(owner string, l Ledger) (ledgerSave, error) {
 	var p ledgerSave
+	for _, k := range l.Deleted {
+		p.deleted = append(p.deleted, fingerprintKey(k))
+	}
+	for _, k := range l.Archived {
+		p.archived = append(p.archived, fingerprintKey(k))
+	}
 	if len(l.Records) == 0 {
 		return p, nil
 	}

@@ -28,6 +28,8 @@ func ref(sync string, key ...string) RecordRef { return RecordRef{Sync: sync, Ro
 func testLedger(t *testing.T, h harness) {
 	ctx := context.Background()
 
+	t.Run("DeletedAndArchivedMarks", func(t *testing.T) { testLedgerMarks(t, h) })
+
 	t.Run("RecordsAreCommittedWithTheBatch", func(t *testing.T) {
 		loc := h.newLoc(t)
 		s, err := h.open(t, loc)
@@ -283,3 +285,69 @@ func testLedger(t *testing.T, h harness) {
 
 // KeyTextForTest writes a key as the tests compare it.
 func KeyTextForTest(k []string) string { return fmt.Sprint(k) }
+
+// testLedgerMarks: a delete commit marks records and drops their
+// fingerprints with the batch; deleted records are no link targets, are
+// left out of LedgerPage and CountRecords; a new record id makes the row
+// live again; the journal keeps a batch's kind.
+func testLedgerMarks(t *testing.T, h harness) {
+	ctx := context.Background()
+	s, err := h.open(t, h.newLoc(t))
+	must(t, err)
+	var recs []Record
+	var keys [][]string
+	for i := 1; i <= 5; i++ {
+		recs = append(recs, Record{RowKey: []string{fmt.Sprint(i)}, ID: uuidN(i)})
+		keys = append(keys, []string{fmt.Sprint(i)})
+	}
+	must(t, s.CommitRecords(ctx, "orgs", "", pos("5"), "fp", nil, nil, Ledger{Records: recs}))
+	must(t, s.SaveFingerprints(ctx, "orgs", keys, [][]byte{{1}, {2}, {3}, {4}, {5}}))
+	b := batch("orgs", "d1", pos("5"), pos("5"), `{"ids":[]}`)
+	b.Kind = KindDelete
+	must(t, s.Journal(ctx, b))
+	p, err := s.Pending(ctx, "orgs")
+	must(t, err)
+	if len(p) != 1 || p[0].Kind != KindDelete {
+		t.Fatalf("Pending = %+v; want one batch of kind delete", p)
+	}
+	must(t, s.CommitRecords(ctx, "orgs", "d1", pos("5"), "fp", nil, nil, Ledger{Deleted: keys[1:3], Archived: keys[3:4]}))
+	states, err := s.RecordStates(ctx, "orgs", append(keys, []string{"9"}))
+	must(t, err)
+	want := []RecordState{{uuidN(1), ""}, {uuidN(2), StateDeleted}, {uuidN(3), StateDeleted}, {uuidN(4), StateArchived}, {uuidN(5), ""}, {}}
+	if !slices.Equal(states, want) {
+		t.Errorf("RecordStates = %v; want %v", states, want)
+	}
+	wantRecordIDs(t, s, []RecordRef{ref("orgs", "1"), ref("orgs", "2"), ref("orgs", "4")}, []string{uuidN(1), "", uuidN(4)})
+	fps, err := s.Fingerprints(ctx, "orgs", keys)
+	must(t, err)
+	if fps[0] == nil || fps[1] != nil || fps[2] != nil || fps[3] != nil || fps[4] == nil {
+		t.Errorf("fingerprints after the marks = %v; want those of rows 2, 3 and 4 dropped", fps)
+	}
+	n, err := s.CountRecords(ctx, "orgs")
+	must(t, err)
+	if n != 3 {
+		t.Errorf("CountRecords = %d; want 3 (two deleted)", n)
+	}
+	// Paged one at a time, the ledger comes back whole and in order.
+	var got []string
+	after := ""
+	for {
+		page, err := s.LedgerPage(ctx, "orgs", after, 1)
+		must(t, err)
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page[0].RowKey[0]+"="+page[0].State)
+		after = page[0].After
+	}
+	if !slices.Equal(got, []string{"1=", "4=archived", "5="}) {
+		t.Errorf("LedgerPage walk = %v; want 1, 4 (archived), 5", got)
+	}
+	// Re-created: live again under its new id.
+	must(t, s.CommitRecords(ctx, "orgs", "", pos("6"), "fp", nil, nil, Ledger{Records: []Record{{RowKey: []string{"2"}, ID: uuidN(7)}}}))
+	states, err = s.RecordStates(ctx, "orgs", keys[1:2])
+	must(t, err)
+	if states[0] != (RecordState{uuidN(7), ""}) {
+		t.Errorf("re-created row = %v; want live under the new id", states[0])
+	}
+}

@@ -25,7 +25,7 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 		SELECT names.sync, p.cursor_text, p.key_text, p.updated_at, coalesce(j.n, 0), coalesce(r.n, 0), coalesce(r.d, 0),
 		       h.seq, h.started_at, h.finished_at, h.ok, h.error, h.budget, h.rows_read, h.rows_sent, h.rows_created,
 		       h.rows_updated, h.rows_existing, h.rows_unchanged, h.rows_invalid, h.rows_rejected, h.rows_deferred,
-		       h.requests, h.cursor_text, h.key_text
+		       h.requests, h.cursor_text, h.key_text, h.rows_deleted, h.rows_archived, h.rows_restored
 		FROM names
 		LEFT JOIN prismsync.positions AS p ON p.sync = names.sync
 		LEFT JOIN prismsync.runs AS ru ON ru.sync = names.sync
@@ -46,11 +46,11 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 			started, finished *time.Time
 			ok, budget        *bool
 			runErr            *string
-			n                 [10]*int
+			n                 [13]*int
 		)
 		if err := row.Scan(&o.Sync, &cursor, &key, &committed, &o.InFlight, &o.Rejects, &o.Deferred,
 			&seq, &started, &finished, &ok, &runErr, &budget, &n[0], &n[1], &n[2], &n[3], &n[4], &n[5], &n[6], &n[7], &n[8], &n[9],
-			&runCursor, &runKey); err != nil {
+			&runCursor, &runKey, &n[10], &n[11], &n[12]); err != nil {
 			return o, err
 		}
 		if cursor != nil {
@@ -62,6 +62,7 @@ func (s *PGStore) Overviews(ctx context.Context) ([]Overview, error) {
 			o.LastRun = Run{Sync: o.Sync, Seq: *seq, Started: started.UTC(), Finished: finished.UTC(), OK: *ok, Error: *runErr,
 				Budget: *budget, Rows: *n[0], Sent: *n[1], Created: *n[2], Updated: *n[3], Existing: *n[4], Unchanged: *n[5],
 				Invalid: *n[6], Rejected: *n[7], Deferred: *n[8], Requests: *n[9],
+				Deleted: *n[10], Archived: *n[11], Restored: *n[12],
 				Checkpoint: Position{Cursor: *runCursor, Key: normKey(runKey)}}
 		}
 		return o, nil

@@ -189,13 +189,14 @@ func (s *PGStore) Load(ctx context.Context, sync string) (State, error) {
 // row_keys are what entries written before schema version 8 use.
 const qJournal = `
 	INSERT INTO prismsync.journal AS j (sync, batch_key, attempt, from_cursor, from_key, to_cursor, to_key,
-		row_count, batch_gzip, object, job_id, created_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz))
+		row_count, batch_gzip, object, job_id, created_at, kind)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, coalesce($12::timestamptz, $13::timestamptz), $14)
 	ON CONFLICT (sync, batch_key) DO UPDATE SET
 		attempt = EXCLUDED.attempt, from_cursor = EXCLUDED.from_cursor, from_key = EXCLUDED.from_key,
 		to_cursor = EXCLUDED.to_cursor, to_key = EXCLUDED.to_key, row_count = EXCLUDED.row_count,
 		batch_gzip = EXCLUDED.batch_gzip, body_gzip = NULL, row_keys = '[]',
-		object = EXCLUDED.object, job_id = EXCLUDED.job_id, created_at = coalesce($12::timestamptz, j.created_at)`
+		object = EXCLUDED.object, job_id = EXCLUDED.job_id, kind = EXCLUDED.kind,
+		created_at = coalesce($12::timestamptz, j.created_at)`
 
 // Journal implements Store. Replacing a batch keeps its place in Pending's
 // order, and its CreatedAt unless b.CreatedAt is set.
@@ -217,7 +218,7 @@ func (s *PGStore) Journal(ctx context.Context, b Batch) error {
 	}
 	_, err = s.pool.Exec(ctx, qJournal,
 		b.Sync, b.Key, b.Attempt, b.From.Cursor, pgKey(b.From.Key), b.To.Cursor, pgKey(b.To.Key),
-		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()))
+		b.Rows, z, b.Object, b.JobID, created, stamp(s.now()), b.Kind)
 	if err != nil {
 		return fmt.Errorf("checkpoint: journal batch %q of sync %q: %w", b.Key, b.Sync, err)
 	}
@@ -245,7 +246,7 @@ func (s *PGStore) SetJobID(ctx context.Context, sync, key, jobID string) error {
 }
 
 const qPending = `
-	SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, batch_gzip, body_gzip, object, job_id, created_at, row_keys
+	SELECT batch_key, attempt, from_cursor, from_key, to_cursor, to_key, row_count, batch_gzip, body_gzip, object, job_id, created_at, row_keys, kind
 	FROM prismsync.journal WHERE sync = $1 ORDER BY created_at, seq`
 
 // Pending implements Store.
@@ -263,7 +264,7 @@ func (s *PGStore) Pending(ctx context.Context, sync string) ([]Batch, error) {
 		b := Batch{Sync: sync}
 		var payload, z []byte
 		if err := rows.Scan(&b.Key, &b.Attempt, &b.From.Cursor, &b.From.Key, &b.To.Cursor, &b.To.Key,
-			&b.Rows, &payload, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys); err != nil {
+			&b.Rows, &payload, &z, &b.Object, &b.JobID, &b.CreatedAt, &b.RowKeys, &b.Kind); err != nil {
 			return nil, fmt.Errorf("checkpoint: pending batches of sync %q: %w", sync, err)
 		}
 		if payload != nil {

@@ -17,8 +17,8 @@ const (
 	qSaveRecords = `
 		INSERT INTO prismsync.records AS r (sync, row_key, record_id)
 		SELECT $1, u.k, u.id FROM unnest($2::text[], $3::uuid[]) AS u(k, id)
-		ON CONFLICT (sync, row_key) DO UPDATE SET record_id = EXCLUDED.record_id
-			WHERE r.record_id <> EXCLUDED.record_id`
+		ON CONFLICT (sync, row_key) DO UPDATE SET record_id = EXCLUDED.record_id, state = NULL
+			WHERE r.record_id <> EXCLUDED.record_id OR r.state IS NOT NULL`
 	// qSaveRecordsRelink is qSaveRecords for a sync other syncs link to: a
 	// key whose stored id differs from the new one (read from the snapshot
 	// before the upsert, one probe per key behind OFFSET 0) gets a relink
@@ -34,8 +34,8 @@ const (
 		saved AS (
 			INSERT INTO prismsync.records AS r (sync, row_key, record_id)
 			SELECT $1, u.k, u.id FROM u
-			ON CONFLICT (sync, row_key) DO UPDATE SET record_id = EXCLUDED.record_id
-				WHERE r.record_id <> EXCLUDED.record_id
+			ON CONFLICT (sync, row_key) DO UPDATE SET record_id = EXCLUDED.record_id, state = NULL
+				WHERE r.record_id <> EXCLUDED.record_id OR r.state IS NOT NULL
 		)
 		INSERT INTO prismsync.relinks AS l (sync, ref_sync, row_key, since)
 		SELECT c.sync, $1, replaced.k, $5 FROM replaced CROSS JOIN unnest($4::text[]) AS c(sync)
@@ -46,9 +46,32 @@ const (
 		SELECT k.i, r.record_id::text
 		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(sync, row_key, i)
 		CROSS JOIN LATERAL (
-			SELECT record_id FROM prismsync.records WHERE sync = k.sync AND row_key = k.row_key OFFSET 0
+			SELECT record_id FROM prismsync.records
+			WHERE sync = k.sync AND row_key = k.row_key AND state IS DISTINCT FROM 'deleted' OFFSET 0
 		) AS r`
-	qDeferred = `
+	// qMarkRecords marks a commit's deleted or archived records and drops
+	// their change fingerprints (so the row, live again, is sent again):
+	// primary-key probes, like the upserts.
+	qMarkRecords = `
+		WITH marked AS (
+			UPDATE prismsync.records SET state = $3
+			WHERE sync = $1 AND row_key = ANY($2::text[])
+		)
+		DELETE FROM prismsync.fingerprints WHERE sync = $1 AND row_key = ANY($2::text[])`
+	qRecordStates = `
+		SELECT k.i, r.record_id::text, coalesce(r.state, '')
+		FROM unnest($2::text[]) WITH ORDINALITY AS k(row_key, i)
+		CROSS JOIN LATERAL (
+			SELECT record_id, state FROM prismsync.records WHERE sync = $1 AND row_key = k.row_key OFFSET 0
+		) AS r`
+	// qLedgerPage walks the primary key in order: each page is one index
+	// range scan, whatever the size of the ledger.
+	qLedgerPage = `
+		SELECT row_key, record_id::text, coalesce(state, '') FROM prismsync.records
+		WHERE sync = $1 AND row_key > $2 AND state IS DISTINCT FROM 'deleted'
+		ORDER BY row_key LIMIT $3`
+	qCountRecords = `SELECT count(*) FROM prismsync.records WHERE sync = $1 AND state IS DISTINCT FROM 'deleted'`
+	qDeferred     = `
 		SELECT sync, row_key, code, message, payload, attempts, first_seen, last_seen, wait_sync, wait_key
 		FROM prismsync.rejects WHERE sync = $1 AND wait_sync IS NOT NULL
 		ORDER BY first_seen, row_key COLLATE "C"`
@@ -65,6 +88,12 @@ func queueLedger(b *pgx.Batch, owner string, p ledgerSave, now time.Time) {
 		b.Queue(qSaveRecords, owner, p.keys, p.ids)
 	default:
 		b.Queue(qSaveRecordsRelink, owner, p.keys, p.ids, p.referrers, now)
+	}
+	if len(p.deleted) > 0 {
+		b.Queue(qMarkRecords, owner, p.deleted, StateDeleted)
+	}
+	if len(p.archived) > 0 {
+		b.Queue(qMarkRecords, owner, p.archived, StateArchived)
 	}
 }
 
@@ -185,4 +214,71 @@ func (s *PGStore) DropRelinks(ctx context.Context, sync string, relinks []Relink
 		return fmt.Errorf("checkpoint: drop %d relink(s) of sync %q: %w", len(relinks), sync, err)
 	}
 	return nil
+}
+
+// RecordStates implements Store with one statement (qRecordStates).
+func (s *PGStore) RecordStates(ctx context.Context, sync string, keys [][]string) ([]RecordState, error) {
+	if err := checkSync(sync); err != nil {
+		return nil, err
+	}
+	out := make([]RecordState, len(keys))
+	if len(keys) == 0 {
+		return out, nil
+	}
+	enc := make([]string, len(keys))
+	for i, k := range keys {
+		enc[i] = fingerprintKey(k)
+	}
+	rows, err := s.pool.Query(ctx, qRecordStates, sync, enc)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: record states of sync %q: %w", sync, err)
+	}
+	var (
+		i         int64
+		id, state string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&i, &id, &state}, func() error {
+		out[i-1] = RecordState{ID: id, State: state}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: record states of sync %q: %w", sync, err)
+	}
+	return out, nil
+}
+
+// LedgerPage implements Store (qLedgerPage).
+func (s *PGStore) LedgerPage(ctx context.Context, sync, after string, limit int) ([]LedgerEntry, error) {
+	if err := checkSync(sync); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, qLedgerPage, sync, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: ledger of sync %q: %w", sync, err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (LedgerEntry, error) {
+		var e LedgerEntry
+		if err := row.Scan(&e.After, &e.ID, &e.State); err != nil {
+			return e, err
+		}
+		var err error
+		e.RowKey, err = parseRowKey(e.After)
+		return e, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("checkpoint: ledger of sync %q: %w", sync, err)
+	}
+	return out, nil
+}
+
+// CountRecords implements Store.
+func (s *PGStore) CountRecords(ctx context.Context, sync string) (int, error) {
+	if err := checkSync(sync); err != nil {
+		return 0, err
+	}
+	var n int
+	if err := s.pool.QueryRow(ctx, qCountRecords, sync).Scan(&n); err != nil {
+		return 0, fmt.Errorf("checkpoint: count records of sync %q: %w", sync, err)
+	}
+	return n, nil
 }

@@ -47,8 +47,8 @@ const recordRunSQL = `
 		), added AS (
 			INSERT INTO prismsync.run_history (sync, seq, started_at, finished_at, ok, error, budget,
 				rows_read, rows_sent, rows_created, rows_updated, rows_existing, rows_unchanged, rows_invalid,
-				rows_rejected, rows_deferred, requests, cursor_text, key_text)
-			VALUES ($1, (SELECT seq FROM next), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+				rows_rejected, rows_deferred, requests, cursor_text, key_text, rows_deleted, rows_archived, rows_restored)
+			VALUES ($1, (SELECT seq FROM next), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
 		)
 		DELETE FROM prismsync.run_history
 		WHERE sync = $1 AND seq >= (SELECT history_from FROM prev) AND seq < (SELECT history_from FROM next)`
@@ -56,16 +56,18 @@ const recordRunSQL = `
 func recordRunArgs(sync string, r Run, keep int) []any {
 	return []any{sync, keep, r.Started, r.Finished, r.OK, r.Error, r.Budget,
 		r.Rows, r.Sent, r.Created, r.Updated, r.Existing, r.Unchanged, r.Invalid, r.Rejected, r.Deferred, r.Requests,
-		r.Checkpoint.Cursor, pgKey(r.Checkpoint.Key)}
+		r.Checkpoint.Cursor, pgKey(r.Checkpoint.Key), r.Deleted, r.Archived, r.Restored}
 }
 
 const runColumns = `sync, seq, started_at, finished_at, ok, error, budget, rows_read, rows_sent, rows_created,
-	rows_updated, rows_existing, rows_unchanged, rows_invalid, rows_rejected, rows_deferred, requests, cursor_text, key_text`
+	rows_updated, rows_existing, rows_unchanged, rows_invalid, rows_rejected, rows_deferred, requests, cursor_text, key_text,
+	rows_deleted, rows_archived, rows_restored`
 
 func scanRun(row pgx.CollectableRow) (Run, error) {
 	var r Run
 	err := row.Scan(&r.Sync, &r.Seq, &r.Started, &r.Finished, &r.OK, &r.Error, &r.Budget, &r.Rows, &r.Sent, &r.Created,
-		&r.Updated, &r.Existing, &r.Unchanged, &r.Invalid, &r.Rejected, &r.Deferred, &r.Requests, &r.Checkpoint.Cursor, &r.Checkpoint.Key)
+		&r.Updated, &r.Existing, &r.Unchanged, &r.Invalid, &r.Rejected, &r.Deferred, &r.Requests, &r.Checkpoint.Cursor, &r.Checkpoint.Key,
+		&r.Deleted, &r.Archived, &r.Restored)
 	r.Started, r.Finished = r.Started.UTC(), r.Finished.UTC()
 	r.Checkpoint.Key = normKey(r.Checkpoint.Key)
 	return r, err

@@ -155,6 +155,15 @@ var migrations = []string{
 	// more than the rest of the entry; entries written before keep theirs.
 	`ALTER TABLE prismsync.journal ADD COLUMN batch_gzip bytea,
 		ALTER COLUMN body_gzip DROP NOT NULL;`,
+	// 9: deletes: what a journaled batch asks (import, delete, archive), the
+	// state of a ledger record (NULL live, 'deleted', 'archived'), and the
+	// deletes, archives and restores of each pass.
+	`ALTER TABLE prismsync.journal ADD COLUMN kind text NOT NULL DEFAULT '';
+	ALTER TABLE prismsync.records ADD COLUMN state text;
+	ALTER TABLE prismsync.run_history
+		ADD COLUMN rows_deleted bigint NOT NULL DEFAULT 0,
+		ADD COLUMN rows_archived bigint NOT NULL DEFAULT 0,
+		ADD COLUMN rows_restored bigint NOT NULL DEFAULT 0;`,
 }
 
 // SchemaVersion is the newest schema this package writes and understands.

@@ -29,7 +29,15 @@ type built struct {
 	deferred []checkpoint.Reject
 	// gone are keys of rows a revisit looked for and did not find: their
 	// deferrals end with the batch's commit.
-	gone      [][]string
+	gone [][]string
+	// removed are rows the soft-delete column marks deleted, kept out of
+	// the import; withDeletes turns them into delete batches. restored
+	// are keys of sent rows whose record was deleted or archived before.
+	removed  []row
+	restored [][]string
+	// ids are the record ids of a delete or archive batch, aligned with
+	// its RowKeys.
+	ids       []string
 	unchanged int  // rows left out because the API already has their object
 	read      int  // rows read from the source for this batch
 	journaled bool // Batch is (or may be) in the journal
@@ -59,6 +67,11 @@ func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoin
 	// through those slices, so size it from the previous batch up front.
 	buf := make([]byte, 0, s.bodyHint+s.bodyHint/8)
 	for _, r := range rows {
+		if r.deleted {
+			r.values = nil
+			b.removed = append(b.removed, r)
+			continue
+		}
 		start := len(buf)
 		out, dedupe, err := enc.AppendResolved(buf, r.values, resolve, func(w mapping.Warning) { warn(r, w) })
 		var miss *mapping.MissingRefError
@@ -91,7 +104,7 @@ func (s *Syncer) build(ctx context.Context, enc *mapping.Encoder, from checkpoin
 	}
 	s.bodyHint = max(s.bodyHint, len(buf))
 	nb := s.buildRows(b.sent, from)
-	nb.invalid, nb.deferred = b.invalid, b.deferred
+	nb.invalid, nb.deferred, nb.removed = b.invalid, b.deferred, b.removed
 	nb.To = rows[len(rows)-1].pos
 	return nb, nil
 }
@@ -158,6 +171,7 @@ func (s *Syncer) skipUnchanged(ctx context.Context, b built, look bool) (built, 
 	}
 	nb := s.buildRows(kept, b.From)
 	nb.invalid, nb.deferred, nb.gone, nb.unchanged, nb.To, nb.read = b.invalid, b.deferred, b.gone, b.unchanged, b.To, b.read
+	nb.removed = b.removed
 	return nb, nil
 }
 

@@ -16,6 +16,9 @@ import (
 // ledger that links of other syncs resolve through), in one store
 // transaction.
 func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary) error {
+	if f.batch.Kind != checkpoint.KindImport {
+		return s.commitRecordBatch(ctx, f, fp, sum)
+	}
 	b := f.batch
 	rejects := b.held()
 	resolved := append([][]string(nil), b.gone...)
@@ -76,11 +79,13 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 		s.logger().Warn("the API returned record ids that are not UUIDs; rows of other syncs that link to these rows wait until they get one",
 			"rows", badIDs, "batch", b.Key)
 	}
+	rep.Restored = countRestored(b, f.res)
 	ledger := checkpoint.Ledger{Records: records, Referrers: s.Sync.Referrers()}
 	if err := s.Store.CommitRecords(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved, ledger); err != nil {
 		return err
 	}
 	s.saveFingerprints(ctx, b, f.res)
+	sum.Restored += rep.Restored
 	sum.Unchanged += b.unchanged
 	s.observer().BatchDone(s.Sync.Name, *rep)
 	sum.Sent += len(f.res)

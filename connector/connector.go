@@ -25,6 +25,11 @@ type Store interface {
 	Deferred(ctx context.Context, sync string) ([]checkpoint.Reject, error)
 	Relinks(ctx context.Context, sync string) ([]checkpoint.Relink, error)
 	DropRelinks(ctx context.Context, sync string, relinks []checkpoint.Relink) error
+	// Deletes (see deletes.go): the ledger state of a page's rows, the
+	// ledger in pages for reconcile, and its size for the delete guard.
+	RecordStates(ctx context.Context, sync string, keys [][]string) ([]checkpoint.RecordState, error)
+	LedgerPage(ctx context.Context, sync, after string, limit int) ([]checkpoint.LedgerEntry, error)
+	CountRecords(ctx context.Context, sync string) (int, error)
 }
 
 // API is the part of the Micro import API the engine needs; *prism.Client
@@ -33,6 +38,11 @@ type API interface {
 	Import(ctx context.Context, object, idempotencyKey string, body []byte) (*prism.Job, error)
 	Wait(ctx context.Context, job *prism.Job) (*prism.Job, error)
 	Job(ctx context.Context, jobID string) (*prism.Job, error)
+	// BatchDelete and BatchUpdate send a journaled delete or archive batch
+	// (at most prism.MaxBatchItems ids); replayed is Micro's
+	// idempotent-replay header.
+	BatchDelete(ctx context.Context, object, idempotencyKey string, body []byte) (res []prism.ItemResult, replayed bool, err error)
+	BatchUpdate(ctx context.Context, object, idempotencyKey string, body []byte) (res []prism.ItemResult, replayed bool, err error)
 }
 
 // Budget plans Micro's monthly request quota; *budget.Budget implements
@@ -101,10 +111,19 @@ type Summary struct {
 	// API already confirmed (change fingerprints).
 	Unchanged int
 	Rejected  int // rows the API refused (recorded as rejects)
-	Batches   int
-	Resumed   int // journaled batches settled from an earlier, interrupted run
-	Polls     int // job polls spent
-	Position  checkpoint.Position
+	// Deleted and Archived count records deleted in Micro, or archived
+	// instead (on_delete: archive), for rows soft-deleted in the source or
+	// gone from it (reconcile); Restored counts rows delivered live again
+	// after their record was deleted or archived; Gone counts the ledger's
+	// records whose rows reconcile did not find in the source.
+	Deleted  int
+	Archived int
+	Restored int
+	Gone     int
+	Batches  int
+	Resumed  int // journaled batches settled from an earlier, interrupted run
+	Polls    int // job polls spent
+	Position checkpoint.Position
 	// HorizonLag is how far the commit horizon (and Syncer.Lag) held this
 	// pass back from now; 0 for cursors that are not timestamps.
 	HorizonLag time.Duration

@@ -57,6 +57,9 @@ func outcomeOf(rep BatchReport) budget.Outcome {
 // b is updated in place when a new attempt replaces it in the journal, so
 // that the commit removes the journal entry that is really there.
 func (s *Syncer) send(ctx context.Context, b *checkpoint.Batch) ([]prism.Result, BatchReport, error) {
+	if b.Kind != checkpoint.KindImport {
+		return s.sendRecords(ctx, b)
+	}
 	maxAttempts := s.MaxJobAttempts
 	if maxAttempts <= 0 {
 		maxAttempts = 3

@@ -1171,6 +1171,21 @@ func (s *crashStore) DropRelinks(ctx context.Context, sync string, rs []checkpoi
 	return s.do("DropRelinks", func() error { return s.real.DropRelinks(ctx, sync, rs) })
 }
 
+func (s *crashStore) RecordStates(ctx context.Context, sync string, keys [][]string) (st []checkpoint.RecordState, err error) {
+	err = s.do("RecordStates", func() (err error) { st, err = s.real.RecordStates(ctx, sync, keys); return err })
+	return st, err
+}
+
+func (s *crashStore) LedgerPage(ctx context.Context, sync, after string, limit int) (es []checkpoint.LedgerEntry, err error) {
+	err = s.do("LedgerPage", func() (err error) { es, err = s.real.LedgerPage(ctx, sync, after, limit); return err })
+	return es, err
+}
+
+func (s *crashStore) CountRecords(ctx context.Context, sync string) (n int, err error) {
+	err = s.do("CountRecords", func() (err error) { n, err = s.real.CountRecords(ctx, sync); return err })
+	return n, err
+}
+
 // crashAPI makes the dead process's API calls fail without a request.
 type crashAPI struct {
 	api connector.API
@@ -1408,6 +1423,20 @@ func TestSettledBatchRejectsKeepRowKeys(t *testing.T) {
 			"instead of their row keys (the journal keeps no row keys), so fixing the row never resolves the reject "+
 			"(TestSettledBatchRejectsKeepRowKeys)")
 	}
+}
+
+func (a crashAPI) BatchDelete(ctx context.Context, object, key string, body []byte) ([]prism.ItemResult, bool, error) {
+	if a.c.dead.Load() {
+		return nil, false, errCrashed
+	}
+	return a.api.BatchDelete(ctx, object, key, body)
+}
+
+func (a crashAPI) BatchUpdate(ctx context.Context, object, key string, body []byte) ([]prism.ItemResult, bool, error) {
+	if a.c.dead.Load() {
+		return nil, false, errCrashed
+	}
+	return a.api.BatchUpdate(ctx, object, key, body)
 }
 
 // A crash between journaling a batch and committing it must not lose the

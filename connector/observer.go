@@ -29,6 +29,10 @@ type BatchReport struct {
 	Updated   int
 	Existing  int
 	Rejected  int
+	Deleted   int    // records deleted (delete batches)
+	Archived  int    // records archived (archive batches)
+	Restored  int    // rows live again after their record was deleted or archived
+	Kind      string // "" an import batch; "delete" or "archive" a record batch
 	Async     bool   // the API answered 202 and the job was polled
 	Polls     int    // poll requests spent on the job
 	Outcome   string // "complete", "failed", "error", or "nothing_to_send"

@@ -171,35 +171,43 @@ func (p *pipeline) read(ctx context.Context, src *source, enc *mapping.Encoder, 
 		if b, err = s.skipUnchanged(ctx, b, p.look); err != nil {
 			return err
 		}
-		if len(b.sent) > 0 {
-			t, d, held, err := s.admit(ctx, len(b.sent), partial)
+		end := b.To
+		parts, err := s.withDeletes(ctx, b)
+		if err != nil {
+			return err
+		}
+		for _, b := range parts {
+			if b.sends() {
+				n := len(b.sent) + len(b.ids)
+				t, d, held, err := s.admit(ctx, n, partial)
+				if err != nil {
+					return err
+				}
+				if held {
+					p.held, p.nextSend, p.spent = len(rows), d.Next, d.Spent
+					return nil
+				}
+				b.ticket = t
+			}
+			// Journaled here, ahead of its slot, so that sending it later
+			// costs no store round trip. A batch journaled but never sent
+			// (the pass stopped first) is dropped again, or, after a crash,
+			// settled by the next pass. The write is not cut short when feed
+			// stops the reader: cancelled in flight it could still reach the
+			// store behind an error, and be left to the next pass.
+			jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			err = p.journal(jctx, &b)
+			cancel()
 			if err != nil {
+				b.journaled = true // perhaps: drop it, best effort
+				p.unjournal(ctx, b)
 				return err
 			}
-			if held {
-				p.held, p.nextSend, p.spent = len(rows), d.Next, d.Spent
-				return nil
+			if err := p.handOver(ctx, sc, out, b); err != nil {
+				return err
 			}
-			b.ticket = t
 		}
-		// Journaled here, ahead of its slot, so that sending it later
-		// costs no store round trip. A batch journaled but never sent
-		// (the pass stopped first) is dropped again, or, after a crash,
-		// settled by the next pass. The write is not cut short when feed
-		// stops the reader: cancelled in flight it could still reach the
-		// store behind an error, and be left to the next pass.
-		jctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		err = p.journal(jctx, &b)
-		cancel()
-		if err != nil {
-			b.journaled = true // perhaps: drop it, best effort
-			p.unjournal(ctx, b)
-			return err
-		}
-		if err := p.handOver(ctx, sc, out, b); err != nil {
-			return err
-		}
-		w.After = b.To
+		w.After = end
 		if partial || s.stopping() {
 			return nil
 		}
@@ -253,7 +261,7 @@ func (p *pipeline) add(ctx context.Context, b built) error {
 // made room for it.
 func (p *pipeline) start(ctx context.Context, b built) error {
 	f := &flight{batch: b, done: make(chan struct{})}
-	if len(b.sent) == 0 {
+	if !b.sends() {
 		close(f.done) // nothing to send: only rejects to record
 	} else {
 		if err := p.journal(ctx, &f.batch); err != nil {
@@ -276,7 +284,7 @@ func (p *pipeline) start(ctx context.Context, b built) error {
 // journal writes b to the journal unless that is done: every batch is
 // journaled before it is sent.
 func (p *pipeline) journal(ctx context.Context, b *built) error {
-	if b.journaled || len(b.sent) == 0 {
+	if b.journaled || !b.sends() {
 		return nil
 	}
 	b.Held = b.held()

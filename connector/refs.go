@@ -272,7 +272,10 @@ func (s *Syncer) resend(ctx context.Context, p *pipeline, enc *mapping.Encoder, 
 			}
 		}
 	}
-	b.To, b.gone = pos, gone // the checkpoint stays where it is
+	// The checkpoint stays where it is. A row now soft-deleted is not sent
+	// again: its wait ends (its record, if any, goes with the live pass).
+	b.To, b.gone = pos, append(gone, rowKeys(b.removed)...)
+	b.removed = nil
 	if len(b.sent) > 0 {
 		t, d, held, err := s.admit(ctx, len(b.sent), o.partial)
 		if err != nil {

@@ -28,6 +28,7 @@ type source struct {
 	fields     []mapping.Column
 	selectList string
 	cursorOID  uint32
+	deleted    bool // the select list ends with the row's soft-delete flag
 }
 
 // row is one source row: the values the mapping encodes, and its position.
@@ -39,6 +40,8 @@ type row struct {
 	// fresh: the store had no fingerprint for the row's key when the
 	// pass looked (or had none for the sync at all).
 	fresh bool
+	// deleted: the source's soft-delete column says the row is deleted.
+	deleted bool
 }
 
 // newSource describes the sync's source against the database without reading
@@ -111,6 +114,11 @@ func newSource(ctx context.Context, pool *pgxpool.Pool, sync *mapping.Sync) (*so
 		}
 	}
 	s.cursorOID = fds[len(s.cols)].DataTypeOID
+	if d := src.Deleted; d != "" {
+		if err := s.describeDeleted(ctx, d); err != nil {
+			return nil, err
+		}
+	}
 	return s, nil
 }
 
@@ -276,10 +284,17 @@ func (s *source) collect(rows pgx.Rows, out []row) ([]row, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read row: %w", err)
 		}
+		// The select list ends with the soft-delete flag, when there is
+		// one; before it, the cursor and key columns.
+		end := len(raw)
 		r := row{values: vals}
+		if s.deleted {
+			end--
+			r.deleted = boolValue(fds[end], raw[end])
+		}
 		// The cursor is never NULL (the window says so); a key column may be.
-		r.pos.Key = make([]string, len(raw)-n-1)
-		for i := n; i < len(raw); i++ {
+		r.pos.Key = make([]string, end-n-1)
+		for i := n; i < end; i++ {
 			text, ok := positionText(fds[i], raw[i])
 			switch {
 			case raw[i] == nil && i > n:
@@ -298,6 +313,15 @@ func (s *source) collect(rows pgx.Rows, out []row) ([]row, error) {
 		return nil, fmt.Errorf("read page: %w", err)
 	}
 	return out, nil
+}
+
+// boolValue reads a boolean column's value in either wire format; NULL is
+// false.
+func boolValue(fd pgconn.FieldDescription, raw []byte) bool {
+	if fd.Format == pgx.BinaryFormatCode {
+		return len(raw) == 1 && raw[0] == 1
+	}
+	return string(raw) == "t"
 }
 
 // TimeCursor reports whether the cursor is a timestamp, so the commit

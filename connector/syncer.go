@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/mapping"
 )
 
@@ -96,6 +97,12 @@ type Syncer struct {
 	// (when they began to wait, how long they have); nil is time.Now.
 	Now func() time.Time
 
+	// MaxDeleteShare refuses a reconcile that would delete more than this
+	// share of the sync's records (see DeleteShareError); 0 is
+	// DefaultMaxDeleteShare, negative disables the guard.
+	MaxDeleteShare float64
+
+	refusal     atomic.Pointer[error] // a reconcile the guard refused in the daemon (see Reconcile)
 	warnOnce    sync.Once
 	guard       valueGuard // late-commit guard for cursors that are not timestamps
 	mappingOnce sync.Once
@@ -103,6 +110,7 @@ type Syncer struct {
 	holding     bool         // the last paced pass held rows (a hold is logged once)
 	bodyHint    int          // largest encoded batch so far: the next buffer's size
 	fpPrefix    string       // the target options every fingerprint hashes first (set by open)
+	archive     []byte       // the archive properties' object (on_delete: archive; set by open)
 	// warnedWaiting holds the keys of deferred rows warnWaiting reported.
 	warnedWaiting map[string]bool
 }
@@ -116,6 +124,8 @@ func (s *Syncer) Once(ctx context.Context) (Summary, error) {
 	sum.Duration = time.Since(start)
 	if err != nil {
 		err = fmt.Errorf("sync %s: %w", s.Sync.Name, err)
+	} else {
+		err = s.refused()
 	}
 	s.observer().PassFinished(sum, err)
 	return sum, err
@@ -263,15 +273,15 @@ func (s *Syncer) settlePending(ctx context.Context, fp string, sum *Summary) err
 	if err != nil {
 		return err
 	}
-	newest := make(map[string]int) // start position -> index of its newest attempt
+	newest := make(map[string]int) // batch -> index of its newest attempt
 	for i, b := range pending {
-		k := positionString(b.From)
+		k := batchIdentity(b)
 		if j, ok := newest[k]; !ok || b.Attempt > pending[j].Attempt {
 			newest[k] = i
 		}
 	}
 	for i, b := range pending {
-		if newest[positionString(b.From)] != i {
+		if newest[batchIdentity(b)] != i {
 			s.logger().Info("dropping a superseded attempt from the journal", "key", b.Key, "attempt", b.Attempt)
 			if err := s.Store.Drop(ctx, b.Sync, b.Key); err != nil {
 				return err
@@ -304,6 +314,11 @@ func (s *Syncer) open(ctx context.Context) (*source, *mapping.Encoder, error) {
 		return nil, nil, &PermanentError{fmt.Errorf("compile mapping: %w", err)}
 	}
 	s.fpPrefix = fingerprintPrefix(s.Sync.Target)
+	if s.Sync.Target.OnDelete == mapping.OnDeleteArchive {
+		if s.archive, err = s.Sync.ArchiveObject(); err != nil {
+			return nil, nil, &PermanentError{err}
+		}
+	}
 	return src, enc, nil
 }
 
@@ -343,4 +358,18 @@ func (s *Syncer) sleep(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// batchIdentity names a batch across its attempts: its start position, and
+// for the parts of a page split by deletes (which share the page's start)
+// its kind and first row.
+func batchIdentity(b checkpoint.Batch) string {
+	k := positionString(b.From)
+	if b.Kind != checkpoint.KindImport {
+		k += "|" + b.Kind
+		if len(b.RowKeys) > 0 {
+			k += "|" + keyString(b.RowKeys[0])
+		}
+	}
+	return k
 }

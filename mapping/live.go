@@ -133,6 +133,16 @@ func (c *liveCheck) run(ctx context.Context) {
 	if cursorOK && keysOK && cursorTypes[cursor.DataTypeOID] != "" {
 		c.checkIndex(ctx, cursor, keys)
 	}
+	if d := c.s.Source.Deleted; d != "" {
+		if f, ok := c.column(d, "source.deleted", at.deleted); ok {
+			switch f.DataTypeOID {
+			case pgtype.BoolOID, pgtype.TimestamptzOID, pgtype.TimestampOID:
+			default:
+				c.errorf(at.deleted, "sync %s: source.deleted: column %q is %s; a soft-delete column must be a timestamp (deleted when not NULL) or a boolean (deleted when true)",
+					c.s.Name, d, c.typeName(ctx, f.DataTypeOID))
+			}
+		}
+	}
 	c.checkRefs(ctx)
 }
 

@@ -1,6 +1,9 @@
 package mapping
 
-import "strconv"
+import (
+	"fmt"
+	"strconv"
+)
 
 // File is a parsed, valid mapping file.
 type File struct {
@@ -46,6 +49,14 @@ type Sync struct {
 	Properties []Property
 	// ListProperties become the object's "list" map; nil when not configured.
 	ListProperties []Property
+	// Archive are the properties (target.archive) set on a record instead
+	// of deleting it (OnDeleteArchive); constants only, since a row deleted
+	// from the source has no columns left to read.
+	Archive []Property
+	// Reconcile is the optional cron schedule on which the daemon looks for
+	// rows gone from the source (hard deletes); "" = only on demand
+	// (prismsync reconcile).
+	Reconcile string
 
 	file      string
 	line, col int
@@ -64,8 +75,9 @@ type position struct{ line, col int }
 // that a problem only the database can reveal (a missing key column, an
 // unindexed cursor) is still reported at the exact node to edit.
 type sourcePositions struct {
-	source, table, query, key, cursor position
-	keys                              []position // one per Source.Key column
+	source, table, query, key, cursor     position
+	deleted, onDelete, archive, reconcile position
+	keys                                  []position // one per Source.Key column
 	// queryText maps offsets in Source.Query back to the file, when the
 	// query's YAML form allows it exactly; nil otherwise.
 	queryText *textPositions
@@ -77,6 +89,10 @@ type Source struct {
 	Query  string   // a SELECT, wrapped as a subquery by the reader; exclusive with Table
 	Key    []string // unique row key: tie-breaker for the cursor and row identity
 	Cursor string   // column whose value is checkpointed
+	// Deleted is the optional soft-delete column (timestamp or boolean): a
+	// row where it is non-NULL (a timestamp) or true (a boolean) is deleted
+	// in Micro (or archived) by the normal pass.
+	Deleted string
 }
 
 // Target says which Prism object type receives the rows and how matches are
@@ -87,7 +103,19 @@ type Target struct {
 	CaseInsensitive bool
 	UpdateExisting  bool // default true for a sync, unlike the API which skips matches
 	ListID          string
+	// OnDelete is what a deleted row does to its record: OnDeleteDelete
+	// (the default when deletes are configured), OnDeleteArchive (set the
+	// Archive properties instead) or OnDeleteIgnore. "" when the sync has
+	// no deletes configured.
+	OnDelete string
 }
+
+// The values of target.on_delete.
+const (
+	OnDeleteDelete  = "delete"
+	OnDeleteArchive = "archive"
+	OnDeleteIgnore  = "ignore"
+)
 
 // SourceKind tells where a property's value comes from.
 type SourceKind int
@@ -236,3 +264,28 @@ func (s *Sync) References() []string {
 // this one, in file order: the syncs whose rows must be re-sent when one of
 // this sync's records is replaced by another.
 func (s *Sync) Referrers() []string { return s.referrers }
+
+// Deletes reports whether deleted rows leave Micro: the sync has a
+// soft-delete column, a reconcile schedule or an on_delete other than
+// ignore.
+func (s *Sync) Deletes() bool {
+	return s.Target.OnDelete != "" && s.Target.OnDelete != OnDeleteIgnore
+}
+
+// ArchiveObject is the object a batch/update sets on a record instead of
+// deleting it (on_delete: archive): {"default":{...}} of the archive
+// properties, encoded as the mapping encodes constants.
+func (s *Sync) ArchiveObject() ([]byte, error) {
+	if len(s.Archive) == 0 {
+		return nil, fmt.Errorf("sync %s: on_delete: archive without archive properties", s.Name)
+	}
+	enc, err := (&Sync{Name: s.Name, Properties: s.Archive}).Compile(nil)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: archive properties: %w", s.Name, err)
+	}
+	out, _, err := enc.Append(nil, []any{}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("sync %s: archive properties: %w", s.Name, err)
+	}
+	return out, nil
+}

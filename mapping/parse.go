@@ -178,7 +178,7 @@ func (p *parser) fields(n *yaml.Node, what string, allowed ...string) (fields, b
 func (p *parser) sync(n *yaml.Node) *Sync {
 	s := &Sync{BatchSize: DefaultBatchSize, file: p.file, line: n.Line, col: n.Column}
 	s.Target = Target{Object: DefaultObject, UpdateExisting: true}
-	fs, ok := p.fields(n, "sync", "name", "schedule", "source", "target", "batch_size", "properties", "list_properties")
+	fs, ok := p.fields(n, "sync", "name", "schedule", "source", "target", "batch_size", "properties", "list_properties", "reconcile")
 	if !ok {
 		return nil
 	}
@@ -201,6 +201,15 @@ func (p *parser) sync(n *yaml.Node) *Sync {
 				p.errorf(v, "schedule: invalid cron spec %q: %v", spec, err)
 			}
 			s.Schedule = spec
+		}
+	}
+	if v, ok := fs.get("reconcile"); ok {
+		s.at.reconcile = position{v.Line, v.Column}
+		if spec, ok := p.str(v, "reconcile"); ok {
+			if _, err := cron.ParseStandard(spec); err != nil {
+				p.errorf(v, "reconcile: invalid cron spec %q: %v", spec, err)
+			}
+			s.Reconcile = spec
 		}
 	}
 	if v, ok := fs.get("source"); ok {
@@ -236,13 +245,14 @@ func (p *parser) sync(n *yaml.Node) *Sync {
 		targetFields = p.target(v, &s.Target)
 	}
 	p.checkTarget(s, targetFields, n)
+	p.checkDeletes(s, targetFields)
 	return s
 }
 
 func (p *parser) source(n *yaml.Node, at *sourcePositions) Source {
 	var src Source
 	at.source = position{n.Line, n.Column}
-	fs, ok := p.fields(n, "source", "table", "query", "key", "cursor")
+	fs, ok := p.fields(n, "source", "table", "query", "key", "cursor", "deleted")
 	if !ok {
 		return src
 	}
@@ -306,11 +316,20 @@ func (p *parser) source(n *yaml.Node, at *sourcePositions) Source {
 	} else {
 		p.errorf(n, "source: missing required key cursor")
 	}
+	if v, ok := fs.get("deleted"); ok {
+		at.deleted = position{v.Line, v.Column}
+		if c, ok := p.str(v, "source.deleted"); ok {
+			if c == "" {
+				p.errorf(v, "source.deleted: must not be empty")
+			}
+			src.Deleted = c
+		}
+	}
 	return src
 }
 
 func (p *parser) target(n *yaml.Node, t *Target) fields {
-	fs, ok := p.fields(n, "target", "object", "dedupe_by", "case_insensitive", "update_existing", "list_id")
+	fs, ok := p.fields(n, "target", "object", "dedupe_by", "case_insensitive", "update_existing", "list_id", "on_delete", "archive")
 	if !ok {
 		return fs
 	}
@@ -332,6 +351,14 @@ func (p *parser) target(n *yaml.Node, t *Target) fields {
 	}
 	if v, ok := fs.get("update_existing"); ok {
 		t.UpdateExisting, _ = p.boolean(v, "target.update_existing")
+	}
+	if v, ok := fs.get("on_delete"); ok {
+		if o, ok := p.str(v, "target.on_delete"); ok {
+			if o != OnDeleteDelete && o != OnDeleteArchive && o != OnDeleteIgnore {
+				p.errorf(v, "target.on_delete: %q is not one of delete, archive, ignore", o)
+			}
+			t.OnDelete = o
+		}
 	}
 	if v, ok := fs.get("list_id"); ok {
 		if id, ok := p.str(v, "target.list_id"); ok {
@@ -856,4 +883,45 @@ func parseTemplate(s string) ([]tmplPart, error) {
 		parts = append(parts, tmplPart{lit: lit.String()})
 	}
 	return parts, nil
+}
+
+// checkDeletes settles on_delete's default and checks the delete settings
+// together: delete is the default once a soft-delete column or a reconcile
+// schedule asks for deletes; archive needs constant archive properties.
+func (p *parser) checkDeletes(s *Sync, fs fields) {
+	t := &s.Target
+	if k := fs.key("on_delete"); k != nil {
+		s.at.onDelete = position{k.Line, k.Column}
+	}
+	if k := fs.key("archive"); k != nil {
+		s.at.archive = position{k.Line, k.Column}
+	}
+	if t.OnDelete == "" && (s.Source.Deleted != "" || s.Reconcile != "") {
+		t.OnDelete = OnDeleteDelete
+	}
+	archive, hasArchive := fs.get("archive")
+	if hasArchive {
+		s.Archive = p.properties(archive, "target.archive")
+	}
+	valid := t.OnDelete == "" || t.OnDelete == OnDeleteDelete || t.OnDelete == OnDeleteArchive || t.OnDelete == OnDeleteIgnore
+	switch {
+	case !valid: // reported by target
+	case t.OnDelete == OnDeleteArchive && (!hasArchive || len(s.Archive) == 0):
+		v, _ := fs.get("on_delete")
+		p.errorf(v, "target.on_delete: archive needs target.archive: the properties to set instead of deleting, e.g. status: { value: archived }")
+	case hasArchive && t.OnDelete != OnDeleteArchive:
+		p.errorf(fs.key("archive"), "target.archive is only used with on_delete: archive")
+	case t.OnDelete == OnDeleteArchive && t.DedupeBy == "":
+		v, _ := fs.get("on_delete")
+		p.errorf(v, "target.on_delete: archive needs target.dedupe_by, so that a row that comes back updates its archived record instead of creating a second one")
+	}
+	for i, prop := range s.Archive {
+		if prop.Kind != FromValue {
+			n := archive
+			if i*2 < len(archive.Content) {
+				n = archive.Content[i*2]
+			}
+			p.errorf(n, "target.archive: property %q must be a constant ({ value: ... }): a row deleted from the source has no columns to read", prop.Slug)
+		}
+	}
 }

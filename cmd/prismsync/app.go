@@ -124,6 +124,7 @@ func (a *app) syncer(s *mapping.Sync) *connector.Syncer {
 		Fingerprints:   a.fingerprints(),
 		DeferWarnAfter: a.cfg.DeferWarnAfter,
 		MaxSnapshot:    a.cfg.ScanMaxSnapshot,
+		MaxDeleteShare: a.cfg.MaxDeleteShare,
 	}
 }
 
@@ -171,6 +172,27 @@ func (a *app) runPass(ctx context.Context, sy *connector.Syncer) (sum connector.
 	return sum, true, err
 }
 
+// runReconcile reconciles sy under its lease, as runPass passes it; a
+// reconcile that sends (not a dry run) is recorded in the run history.
+func (a *app) runReconcile(ctx context.Context, sy *connector.Syncer, o connector.ReconcileOptions) (sum connector.Summary, held bool, err error) {
+	start := time.Now()
+	release, ok, err := a.store.TryLock(ctx, sy.Sync.Name)
+	if err != nil {
+		return sum, false, fmt.Errorf("sync %s: take lease: %w", sy.Sync.Name, err)
+	}
+	if !ok {
+		return sum, false, nil
+	}
+	defer release()
+	pctx, requests := countRequests(ctx)
+	sum, err = sy.Reconcile(pctx, o)
+	err = explain(err)
+	if !o.DryRun {
+		a.observer.recordPass(newPassRecord(sy.Sync.Name, start, time.Now(), sum, requests.load(), err))
+	}
+	return sum, true, err
+}
+
 // selectSyncs returns the syncs a --sync flag names: all of them when name
 // is empty, in the mapping file's order.
 func selectSyncs(all []*mapping.Sync, name string) ([]*mapping.Sync, error) {
@@ -191,6 +213,9 @@ func logSummary(log *slog.Logger, s connector.Summary, err error) {
 		"sync", s.Sync, "rows", s.Rows, "sent", s.Sent, "created", s.Created, "updated", s.Updated,
 		"existing", s.Existing, "unchanged", s.Unchanged, "invalid", s.Invalid, "rejected", s.Rejected, "batches", s.Batches,
 		"resumed", s.Resumed, "checkpoint", positionText(s), "duration", s.Duration.Round(time.Millisecond),
+	}
+	if s.Deleted+s.Archived+s.Restored > 0 {
+		attrs = append(attrs, "deleted", s.Deleted, "archived", s.Archived, "restored", s.Restored)
 	}
 	if s.Deferred+s.Revisited+s.Waiting > 0 {
 		// Only syncs with links have these; the others' line stays as it was.

@@ -47,6 +47,7 @@ type Config struct {
 	BudgetReserve   string        `env:"MICRO_BUDGET_RESERVE, default=5%"`
 	Lag             time.Duration `env:"SYNC_LAG, default=0s"`
 	MaxRejectShare  float64       `env:"MAX_REJECT_SHARE, default=0.5"`
+	MaxDeleteShare  float64       `env:"MAX_DELETE_SHARE, default=0.1"`
 	MaxDelay        time.Duration `env:"MAX_DELAY"`
 	Fingerprints    bool          `env:"FINGERPRINTS, default=true"`
 	HistoryKeep     int           `env:"HISTORY_KEEP, default=1000"`
@@ -138,6 +139,9 @@ func loadConfig(ctx context.Context, lookup envconfig.Lookuper, n needs) (*Confi
 	}
 	if cfg.MaxRejectShare <= 0 || cfg.MaxRejectShare > 1 {
 		problems = append(problems, "MAX_REJECT_SHARE must be in (0, 1]")
+	}
+	if cfg.MaxDeleteShare <= 0 || cfg.MaxDeleteShare > 1 {
+		problems = append(problems, "MAX_DELETE_SHARE must be in (0, 1]")
 	}
 	if cfg.MaxJobAttempts < 1 {
 		problems = append(problems, "MAX_JOB_ATTEMPTS must be at least 1")

@@ -34,7 +34,7 @@ store it reads a snapshot, so it works next to a running daemon.
 
   [{"sync", "pass", "started", "finished", "duration_seconds", "result",
     "ok", "error"?, "budget", "rows": {"read", "sent", "created", "updated",
-    "existing", "unchanged", "invalid", "rejected", "deferred"}, "requests",
+    "existing", "unchanged", "invalid", "rejected", "deferred", "deleted", "archived", "restored"}, "requests",
     "checkpoint": {"cursor", "key"} | null}]
 
 Examples:
@@ -102,7 +102,7 @@ func runResult(r checkpoint.Run) string {
 
 func writeHistoryTable(w io.Writer, runs []checkpoint.Run) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SYNC\tPASS\tFINISHED\tDURATION\tRESULT\tREAD\tSENT\tCREATED\tUPDATED\tEXISTING\tUNCHANGED\tINVALID\tREJECTED\tDEFERRED\tREQUESTS\tCHECKPOINT\tERROR")
+	fmt.Fprintln(tw, "SYNC\tPASS\tFINISHED\tDURATION\tRESULT\tREAD\tSENT\tCREATED\tUPDATED\tEXISTING\tUNCHANGED\tINVALID\tREJECTED\tDEFERRED\tDELETED\tARCHIVED\tRESTORED\tREQUESTS\tCHECKPOINT\tERROR")
 	for _, r := range runs {
 		cp := "(start)"
 		if !r.Checkpoint.IsZero() {
@@ -111,10 +111,10 @@ func writeHistoryTable(w io.Writer, runs []checkpoint.Run) {
 				cp += " [" + strings.Join(r.Checkpoint.Key, ",") + "]"
 			}
 		}
-		fmt.Fprintf(tw, "%s\t#%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Sync, r.Seq,
+		fmt.Fprintf(tw, "%s\t#%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Sync, r.Seq,
 			r.Finished.UTC().Format(time.RFC3339), shortDuration(r.Finished.Sub(r.Started)), runResult(r),
-			r.Rows, r.Sent, r.Created, r.Updated, r.Existing, r.Unchanged, r.Invalid, r.Rejected, r.Deferred, r.Requests,
-			cp, oneLine(r.Error, 80))
+			r.Rows, r.Sent, r.Created, r.Updated, r.Existing, r.Unchanged, r.Invalid, r.Rejected, r.Deferred,
+			r.Deleted, r.Archived, r.Restored, r.Requests, cp, oneLine(r.Error, 80))
 	}
 	tw.Flush()
 }
@@ -146,6 +146,9 @@ type historyRowsJSON struct {
 	Invalid   int `json:"invalid"`
 	Rejected  int `json:"rejected"`
 	Deferred  int `json:"deferred"`
+	Deleted   int `json:"deleted"`
+	Archived  int `json:"archived"`
+	Restored  int `json:"restored"`
 }
 
 type historyCheckpoint struct {
@@ -158,7 +161,8 @@ func historyEntry(r checkpoint.Run) historyJSON {
 		Duration: math.Round(r.Finished.Sub(r.Started).Seconds()*1000) / 1000, Result: runResult(r), OK: r.OK,
 		Error: r.Error, Budget: r.Budget, Requests: r.Requests,
 		Rows: historyRowsJSON{Read: r.Rows, Sent: r.Sent, Created: r.Created, Updated: r.Updated, Existing: r.Existing,
-			Unchanged: r.Unchanged, Invalid: r.Invalid, Rejected: r.Rejected, Deferred: r.Deferred}}
+			Unchanged: r.Unchanged, Invalid: r.Invalid, Rejected: r.Rejected, Deferred: r.Deferred,
+			Deleted: r.Deleted, Archived: r.Archived, Restored: r.Restored}}
 	if !r.Checkpoint.IsZero() {
 		j.Cursor = &historyCheckpoint{Cursor: r.Checkpoint.Cursor, Key: r.Checkpoint.Key}
 		if j.Cursor.Key == nil {

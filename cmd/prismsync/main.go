@@ -3,7 +3,7 @@
 // main only wires the process to Run: arguments, environment, standard
 // streams and signals. Everything else is testable through Run, which
 // dispatches to one file per command: run.go, once.go, backfill.go,
-// rejects.go, status.go, preview.go, validate.go, healthcheck.go, demo.go
+// rejects.go, reconcile.go, status.go, preview.go, validate.go, healthcheck.go, demo.go
 // and bench.go (its flags; the measurement is internal/bench). The sync
 // commands share app.go (newApp: configuration, pool, store, metrics,
 // observer, client) and ops.go (the endpoint, sd_notify and run records
@@ -63,6 +63,8 @@ Usage:
   prismsync rejects              list rows that were not delivered, with their reasons
   prismsync status [--json]      one row per sync: checkpoint, last run, in flight, rejects, requests used
   prismsync history [--sync NAME] the last passes of each sync: result, rows, requests, checkpoint
+  prismsync reconcile [--sync NAME] [--dry-run] [--yes]
+                                 remove the Micro records of rows deleted from the source (hard deletes)
   prismsync healthcheck          exit 0 when the local /healthz answers (Docker HEALTHCHECK)
   prismsync validate             check the mapping file (and the source, with DATABASE_URL)
   prismsync preview --sync NAME  print the request bodies the next pass would send (sends nothing)
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 		return runStatus(ctx, rest, env, stdout, stderr)
 	case "history":
 		return runHistory(ctx, rest, env, stdout, stderr)
+	case "reconcile":
+		return runReconcile(ctx, rest, env, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, env, stdout, stderr)
 	case "demo":
@@ -139,7 +143,7 @@ func run(ctx context.Context, args []string, env envconfig.Lookuper, stdout, std
 }
 
 // commands are the ones usage lists, for "prismsync help CMD".
-var commands = []string{"run", "once", "backfill", "rejects", "status", "history", "healthcheck", "validate", "preview", "demo", "bench", "version"}
+var commands = []string{"run", "once", "backfill", "rejects", "status", "history", "reconcile", "healthcheck", "validate", "preview", "demo", "bench", "version"}
 
 const versionHelp = `Usage: prismsync version
        prismsync --version

@@ -25,6 +25,7 @@ func newPassRecord(name string, start, end time.Time, sum connector.Summary, req
 		Budget: sum.BudgetSpent || (err != nil && budgetOnly(err)),
 		Rows:   sum.Rows, Sent: sum.Sent, Created: sum.Created, Updated: sum.Updated, Existing: sum.Existing,
 		Unchanged: sum.Unchanged, Invalid: sum.Invalid, Rejected: sum.Rejected, Deferred: sum.Deferred,
+		Deleted: sum.Deleted, Archived: sum.Archived, Restored: sum.Restored,
 		Requests: requests, Checkpoint: sum.Position,
 	}
 	if err != nil {

@@ -211,7 +211,7 @@ func TestDaemonRoundPassesReferencedSyncsFirst(t *testing.T) {
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon(ctx, slog.New(slog.DiscardHandler), 0, f.Syncs, newSyncer, runPass, heartbeat{})
+		done <- daemon(ctx, slog.New(slog.DiscardHandler), 0, f.Syncs, newSyncer, runPass, nil, heartbeat{})
 	}()
 	<-all
 	stop()

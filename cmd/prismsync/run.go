@@ -51,7 +51,12 @@ func runDaemon(ctx context.Context, args []string, env envconfig.Lookuper, stdou
 		return err
 	}
 	defer o.stop()
-	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass, hb)
+	reconcile := func(ctx context.Context, sy *connector.Syncer) (connector.Summary, bool, error) {
+		// The daemon never passes --yes: a refusal is logged, marks the
+		// sync failing, and waits for an operator.
+		return a.runReconcile(ctx, sy, connector.ReconcileOptions{})
+	}
+	return daemon(ctx, a.log, a.cfg.ShutdownTimeout, a.syncs, a.syncer, a.runPass, reconcile, hb)
 }
 
 // heartbeat is the scheduler's proof of progress for the watchdog: a job
@@ -85,7 +90,10 @@ type passFunc func(ctx context.Context, sy *connector.Syncer) (sum connector.Sum
 // the syncs level by level (mapping.Levels), the syncs of a level side by
 // side: a sync others link to passes before them, so their links find the
 // records it just committed.
-func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass passFunc, hb heartbeat) error {
+//
+// A sync with a reconcile: schedule also reconciles on it (nil reconcile:
+// never), under the same lock as its passes, so the two never overlap.
+func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []*mapping.Sync, newSyncer func(*mapping.Sync) *connector.Syncer, runPass, reconcile passFunc, hb heartbeat) error {
 	work, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	stopping := make(chan struct{})
@@ -127,6 +135,31 @@ func daemon(ctx context.Context, log *slog.Logger, grace time.Duration, syncs []
 				return
 			}
 			logSummary(log, sum, err)
+		}
+		if s.Reconcile != "" && reconcile != nil {
+			rsched, err := parser.Parse(s.Reconcile)
+			if err != nil {
+				return &usageError{fmt.Errorf("sync %s: reconcile %q: %w", s.Name, s.Reconcile, err)}
+			}
+			c.Schedule(rsched, cron.FuncJob(func() {
+				hb.beat()
+				select {
+				case <-stopping:
+					return
+				default:
+				}
+				mu.Lock() // after the pass under way, never beside it
+				defer mu.Unlock()
+				sum, held, err := reconcile(work, sy)
+				if !held && err == nil {
+					return
+				}
+				if err != nil {
+					log.Error("reconcile failed", "sync", s.Name, "gone", sum.Gone, "deleted", sum.Deleted, "err", err)
+					return
+				}
+				log.Info("reconcile done", "sync", s.Name, "gone", sum.Gone, "deleted", sum.Deleted, "archived", sum.Archived, "batches", sum.Batches)
+			}))
 		}
 		if _, ok := bySchedule[s.Schedule]; !ok {
 			specs = append(specs, s.Schedule)

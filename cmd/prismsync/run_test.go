@@ -82,7 +82,7 @@ func TestDaemonShutdownAbandonsInFlightBatch(t *testing.T) {
 	dctx, signal := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon(dctx, slog.New(slog.DiscardHandler), 200*time.Millisecond, f.Syncs, newSyncer, runPass, heartbeat{})
+		done <- daemon(dctx, slog.New(slog.DiscardHandler), 200*time.Millisecond, f.Syncs, newSyncer, runPass, nil, heartbeat{})
 	}()
 	select {
 	case <-arrived:

@@ -188,6 +188,9 @@ type lastRunStatus struct {
 	Error    string    `json:"error,omitempty"`
 	Rows     int       `json:"rows"`
 	Sent     int       `json:"sent"`
+	Deleted  int       `json:"deleted"`
+	Archived int       `json:"archived"`
+	Restored int       `json:"restored"`
 }
 
 // statusStore is what status reads; checkpoint.Store implements it.
@@ -245,7 +248,8 @@ func collectStatus(ctx context.Context, st statusStore, mapped []string, only st
 		}
 		if ok {
 			row.LastRun = &lastRunStatus{Started: run.Started, Finished: run.Finished, Duration: run.Finished.Sub(run.Started).Seconds(),
-				OK: run.OK, Error: run.Error, Rows: run.Rows, Sent: run.Sent}
+				OK: run.OK, Error: run.Error, Rows: run.Rows, Sent: run.Sent,
+				Deleted: run.Deleted, Archived: run.Archived, Restored: run.Restored}
 		}
 		pending, err := st.Pending(ctx, name)
 		if err != nil {
@@ -300,7 +304,7 @@ func writeStatusTable(w io.Writer, rep *statusReport) {
 			if r := s.LastRun; r != nil {
 				last = fmt.Sprintf("%s (%s ago)", r.Finished.UTC().Format(time.RFC3339), shortDuration(rep.GeneratedAt.Sub(r.Finished)))
 				if r.OK {
-					result = fmt.Sprintf("ok: %d rows, %d sent in %s", r.Rows, r.Sent, shortDuration(time.Duration(r.Duration*float64(time.Second))))
+					result = fmt.Sprintf("ok: %d rows, %d sent%s in %s", r.Rows, r.Sent, deletesText(r), shortDuration(time.Duration(r.Duration*float64(time.Second))))
 				} else {
 					result = "FAILED: " + oneLine(r.Error, 60)
 				}
@@ -387,4 +391,20 @@ func shortDuration(d time.Duration) string {
 	default:
 		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
+}
+
+// deletesText is ", 3 deleted, 1 restored" for a run that deleted,
+// archived or restored records; "" for the others, whose line stays as it
+// was.
+func deletesText(r *lastRunStatus) string {
+	var b strings.Builder
+	for _, c := range []struct {
+		n    int
+		what string
+	}{{r.Deleted, "deleted"}, {r.Archived, "archived"}, {r.Restored, "restored"}} {
+		if c.n > 0 {
+			fmt.Fprintf(&b, ", %d %s", c.n, c.what)
+		}
+	}
+	return b.String()
 }

@@ -26,7 +26,7 @@ func TestDaemonBeatsTheHeartbeat(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- daemon(ctx, slog.New(slog.DiscardHandler), time.Second, nil, nil, nil, heartbeat{every: 5 * time.Millisecond, progress: p})
+		done <- daemon(ctx, slog.New(slog.DiscardHandler), time.Second, nil, nil, nil, nil, heartbeat{every: 5 * time.Millisecond, progress: p})
 	}()
 	for i := range 3 {
 		select {

@@ -19,6 +19,8 @@ import (
 // response is a successful (2xx, decoded) answer.
 type response struct {
 	job      *Job
+	raw      []byte // the body, for the record endpoints (job is nil)
+	replayed bool   // idempotent-replay: true, for the record endpoints
 	header   http.Header
 	attempts int
 }
@@ -159,6 +161,17 @@ func (c *Client) attempt(ctx context.Context, op, method, u string, body []byte,
 		return nil, fmt.Errorf("read HTTP %d response: %w", hr.StatusCode, readErr), -1, nil
 	}
 
+	if hr.StatusCode >= 200 && hr.StatusCode < 300 && op != opImport && op != opPoll {
+		// The record endpoints answer their own shapes; their callers
+		// decode them (records.go).
+		if !json.Valid(raw) {
+			err := fmt.Errorf("%w: response is not JSON", errMalformed)
+			report(err)
+			return nil, fmt.Errorf("HTTP %d: %w", hr.StatusCode, err), -1, nil
+		}
+		report(nil)
+		return &response{raw: raw, header: hr.Header, replayed: strings.EqualFold(hr.Header.Get("idempotent-replay"), "true")}, nil, 0, nil
+	}
 	if hr.StatusCode >= 200 && hr.StatusCode < 300 {
 		job, err := decodeJob(raw)
 		if err != nil {

@@ -49,6 +49,7 @@ type Metrics struct {
 	rowsRead, rowsSent, rowsCreated, rowsUpdated *prometheus.CounterVec
 	rowsUnchanged, rowsInvalid, rowsRejected     *prometheus.CounterVec
 	rowsExisting                                 *prometheus.CounterVec
+	rowsDeleted, rowsArchived, rowsRestored      *prometheus.CounterVec
 	batches, jobs, passes                        *prometheus.CounterVec
 	jobDuration, jobPolls, passDuration          *prometheus.HistogramVec
 	requests, retries                            *prometheus.CounterVec
@@ -114,6 +115,9 @@ func New(opts Options) *Metrics {
 	m.rowsExisting = counter("rows_matched_existing_total", "Objects matched on dedupe_by and left as they were.", "sync")
 	m.rowsInvalid = counter("rows_invalid_total", "Rows the mapping refused (recorded as rejects, not sent).", "sync")
 	m.rowsRejected = counter("rows_rejected_total", "Rows the API refused (recorded as rejects).", "sync")
+	m.rowsDeleted = counter("rows_deleted_total", "Records deleted in Micro for rows soft-deleted in the source or gone from it (reconcile); ids Micro no longer knew included.", "sync")
+	m.rowsArchived = counter("rows_archived_total", "Records given the archive properties instead of being deleted (on_delete: archive).", "sync")
+	m.rowsRestored = counter("rows_restored_total", "Rows delivered live again after their record was deleted or archived.", "sync")
 	m.batches = counter("batches_total", "Batches by final outcome: complete, failed (job failed on every attempt) or error.", "sync", "outcome")
 	m.jobs = counter("jobs_total", "Import jobs (one per attempt) by outcome.", "sync", "outcome")
 	m.passes = counter("passes_total", "Passes by result: ok or failed.", "sync", "result")
@@ -224,6 +228,16 @@ func (m *Metrics) BatchDone(sync string, b connector.BatchReport) {
 	outcome := b.Outcome
 	if outcome == "" {
 		outcome = "unknown"
+	}
+	if b.Restored > 0 {
+		m.rowsRestored.WithLabelValues(sync).Add(float64(b.Restored))
+	}
+	if b.Kind != "" {
+		// A delete or archive batch: ids, not rows read; no import job.
+		m.batches.WithLabelValues(sync, outcome).Inc()
+		m.rowsDeleted.WithLabelValues(sync).Add(float64(b.Deleted))
+		m.rowsArchived.WithLabelValues(sync).Add(float64(b.Archived))
+		return
 	}
 	m.rowsRead.WithLabelValues(sync).Add(float64(b.Rows + b.Invalid + b.Unchanged))
 	m.rowsInvalid.WithLabelValues(sync).Add(float64(b.Invalid))

@@ -29,7 +29,7 @@ var (
 func (m *Metrics) AddSyncs(names ...string) {
 	for _, s := range names {
 		for _, c := range []*prometheus.CounterVec{m.rowsRead, m.rowsSent, m.rowsCreated, m.rowsUpdated,
-			m.rowsUnchanged, m.rowsExisting, m.rowsInvalid, m.rowsRejected} {
+			m.rowsUnchanged, m.rowsExisting, m.rowsInvalid, m.rowsRejected, m.rowsDeleted, m.rowsArchived, m.rowsRestored} {
 			c.WithLabelValues(s)
 		}
 		for _, o := range batchOutcomes {

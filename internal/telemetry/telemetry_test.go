@@ -278,6 +278,7 @@ func TestSeriesExistFromStart(t *testing.T) {
 		"prismsync_last_success_timestamp_seconds": {nil}, "prismsync_last_pass_timestamp_seconds": {nil},
 		"prismsync_commit_horizon_lag_seconds": {nil}, "prismsync_schedule_interval_seconds": {nil},
 		"prismsync_rejected_rows": {nil}, "prismsync_deferred_rows": {nil},
+		"prismsync_rows_deleted_total": {nil}, "prismsync_rows_archived_total": {nil}, "prismsync_rows_restored_total": {nil},
 	}
 	for name, sets := range perSync {
 		for _, sync := range []string{"people", "orgs"} {
@@ -599,4 +600,22 @@ func FuzzParseCursorTime(f *testing.F) {
 			t.Errorf("ParseCursorTime(%q) = %v with ok=false", s, got)
 		}
 	})
+}
+
+// TestDeleteCounters: delete and archive batches count records, not rows
+// read or sent; restores come with the import batch that restored them.
+func TestDeleteCounters(t *testing.T) {
+	m := New(Options{NoProcessMetrics: true})
+	m.AddSyncs("people")
+	m.BatchDone("people", connector.BatchReport{Kind: "delete", Rows: 3, Deleted: 3, Outcome: "complete"})
+	m.BatchDone("people", connector.BatchReport{Kind: "archive", Rows: 2, Archived: 2, Outcome: "complete"})
+	m.BatchDone("people", connector.BatchReport{Rows: 4, Created: 4, Restored: 1, Outcome: "complete"})
+	for name, want := range map[string]float64{
+		"prismsync_rows_deleted_total": 3, "prismsync_rows_archived_total": 2, "prismsync_rows_restored_total": 1,
+		"prismsync_rows_read_total": 4, "prismsync_rows_sent_total": 4,
+	} {
+		if got := value(t, m, name, "sync", "people"); got != want {
+			t.Errorf("%s = %v; want %v", name, got, want)
+		}
+	}
 }

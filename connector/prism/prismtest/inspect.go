@@ -42,6 +42,12 @@ type Stats struct {
 	Skips     int // dedupe matches skipped
 	RowErrors int // rows refused with a per-row error
 
+	BatchDeletes  int // batch/delete requests executed (not replays, not refused)
+	BatchUpdates  int // batch/update requests executed
+	Deletes       int // records deleted (batch/delete and DELETE by id)
+	RecordUpdates int // records patched by batch/update
+	Restores      int // deleted records restored
+
 	Polls    int            // successful job polls
 	JobPolls map[string]int // successful polls per job id
 }

@@ -130,13 +130,6 @@ func (s *Server) Delete(object, id string) bool {
 		return false
 	}
 	st := s.objects[object]
-	n := st.record(uuid.MustParse(id))
-	for _, idx := range st.indexes {
-		if key, ok := st.recKey(idx, n); ok {
-			idx.remove(st.hash(key), n)
-		}
-	}
-	st.rec(n).deleted = true
-	st.deleted++
+	st.markDeleted(st.record(uuid.MustParse(id)))
 	return true
 }

@@ -107,6 +107,7 @@ type RequestInfo struct {
 	TeamID         string
 	ObjectType     string // import requests
 	JobID          string // poll requests
+	RecordID       string // DELETE by id and restore
 	IdempotencyKey string
 }
 
@@ -384,7 +385,8 @@ func classify(r *http.Request) RequestInfo {
 		return info
 	}
 	info.TeamID = parts[2]
-	if len(parts) != 5 {
+	classifyRecord(&info, r.Method, parts[3:])
+	if info.Kind != KindOther || len(parts) != 5 {
 		return info
 	}
 	switch {
@@ -442,6 +444,8 @@ func (s *Server) handle(r *http.Request, info RequestInfo, body []byte, bodyErr 
 			return resp
 		}
 		return s.handlePoll(info, fault, rid)
+	case KindBatchDelete, KindBatchUpdate, KindRecordDelete, KindRestore:
+		return s.handleRecord(r, info, body, bodyErr, fault, entry)
 	}
 	return errorResponse(rid, http.StatusNotFound, "not_found", "no such endpoint")
 }
