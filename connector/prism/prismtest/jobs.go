@@ -178,6 +178,42 @@ func (j *job) count(out outcome) {
 	j.succeeded = j.processed - j.failed
 }
 
+// replayLocked applies the Idempotency-Key rules (§5) to a POST whose key
+// was seen before: a stale key or one used with another request is refused,
+// the same request gets the first answer again. done is true when resp is
+// the answer; otherwise fp is the request's fingerprint, for the claim the
+// caller records once it has answered.
+func (s *Server) replayLocked(r *http.Request, key string, hasKey bool, body []byte, now time.Time, entry *LogEntry) (fp [sha256.Size]byte, resp response, done bool) {
+	if !hasKey {
+		return fp, resp, false
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00", r.Method, r.URL.Path, r.URL.RawQuery)
+	h.Write(body)
+	copy(fp[:], h.Sum(nil))
+	c, ok := s.claims[key]
+	if !ok {
+		return fp, resp, false
+	}
+	switch {
+	case !now.Before(c.at.Add(s.opts.IdempotencyTTL)):
+		return fp, errorResponse(entry.RequestID, http.StatusConflict, "idempotency_key_stale",
+			"Idempotency-Key has expired; use a new key"), true
+	case c.fingerprint != fp:
+		return fp, errorResponse(entry.RequestID, http.StatusConflict, "idempotency_key_mismatch",
+			"Idempotency-Key was already used with a different request"), true
+	}
+	s.stats.Replays++
+	entry.Replay = true
+	resp = c.resp
+	resp.header = resp.header.Clone()
+	if resp.header == nil {
+		resp.header = http.Header{}
+	}
+	resp.header.Set("idempotent-replay", "true")
+	return fp, resp, true
+}
+
 // handleImport reads the body, applies idempotency rules and runs the import.
 func (s *Server) handleImport(r *http.Request, info RequestInfo, body []byte, bodyErr error, fault Fault, entry *LogEntry) response {
 	rid := entry.RequestID
@@ -202,31 +238,9 @@ func (s *Server) handleImport(r *http.Request, info RequestInfo, body []byte, bo
 	now := s.now()
 	s.settleLocked(now)
 
-	var fp [sha256.Size]byte
-	if hasKey {
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", r.Method, r.URL.Path, r.URL.RawQuery)
-		h.Write(body)
-		copy(fp[:], h.Sum(nil))
-		if c, ok := s.claims[key]; ok {
-			switch {
-			case !now.Before(c.at.Add(s.opts.IdempotencyTTL)):
-				return errorResponse(rid, http.StatusConflict, "idempotency_key_stale",
-					"Idempotency-Key has expired; use a new key")
-			case c.fingerprint != fp:
-				return errorResponse(rid, http.StatusConflict, "idempotency_key_mismatch",
-					"Idempotency-Key was already used with a different request")
-			}
-			s.stats.Replays++
-			entry.Replay = true
-			resp := c.resp
-			resp.header = resp.header.Clone()
-			if resp.header == nil {
-				resp.header = http.Header{}
-			}
-			resp.header.Set("idempotent-replay", "true")
-			return resp
-		}
+	fp, replay, done := s.replayLocked(r, key, hasKey, body, now, entry)
+	if done {
+		return replay
 	}
 
 	resp := s.runImportLocked(info, req, decodeErr, fault, entry, now)

@@ -2,7 +2,6 @@ package prismtest
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -82,29 +81,9 @@ func (s *Server) handleRecord(r *http.Request, info RequestInfo, body []byte, bo
 	defer s.mu.Unlock()
 	now := s.now()
 	s.settleLocked(now)
-	var fp [sha256.Size]byte
-	if hasKey {
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%s\x00%s\x00", r.Method, r.URL.Path, r.URL.RawQuery)
-		h.Write(body)
-		copy(fp[:], h.Sum(nil))
-		if c, ok := s.claims[key]; ok {
-			switch {
-			case !now.Before(c.at.Add(s.opts.IdempotencyTTL)):
-				return errorResponse(rid, http.StatusConflict, "idempotency_key_stale", "Idempotency-Key has expired; use a new key")
-			case c.fingerprint != fp:
-				return errorResponse(rid, http.StatusConflict, "idempotency_key_mismatch", "Idempotency-Key was already used with a different request")
-			}
-			s.stats.Replays++
-			entry.Replay = true
-			resp := c.resp
-			resp.header = resp.header.Clone()
-			if resp.header == nil {
-				resp.header = http.Header{}
-			}
-			resp.header.Set("idempotent-replay", "true")
-			return resp
-		}
+	fp, replay, done := s.replayLocked(r, key, hasKey, body, now, entry)
+	if done {
+		return replay
 	}
 	var resp response
 	switch info.Kind {
