@@ -154,6 +154,12 @@ type Ledger struct {
 	// row in Records is live again, whatever its mark was.
 	Deleted  [][]string
 	Archived [][]string
+	// Fresh says that no row of Records is expected in the ledger yet (the
+	// engine found no change fingerprint for any of them): the store may
+	// insert them without looking for older ids. It is a hint, never
+	// trusted: a key found after all makes the commit go again as an
+	// upsert, with the same outcome.
+	Fresh bool
 }
 
 // Relink says that the record of row RowKey of sync RefSync was replaced

@@ -23,6 +23,8 @@ type ledgerSave struct {
 	// deleted and archived are the encoded keys to mark (Ledger.Deleted,
 	// Ledger.Archived).
 	deleted, archived []string
+	// fresh: insert keys instead of upserting them (Ledger.Fresh).
+	fresh bool
 }
 
 func (p ledgerSave) empty() bool {
@@ -30,7 +32,7 @@ func (p ledgerSave) empty() bool {
 }
 
 func prepareLedger(owner string, l Ledger) (ledgerSave, error) {
-	var p ledgerSave
+	p := ledgerSave{fresh: l.Fresh}
 	for _, k := range l.Deleted {
 		p.deleted = append(p.deleted, fingerprintKey(k))
 	}

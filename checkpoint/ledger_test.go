@@ -74,6 +74,42 @@ func testLedger(t *testing.T, h harness) {
 		}
 	})
 
+	// Fresh is a hint: a key the ledger holds after all (a row deleted in
+	// Micro and live again, a backfill of the same sync) is replaced as by
+	// an upsert, its mark cleared and its referrers relinked, and the rest
+	// of the commit still happens once.
+	t.Run("FreshHintIsChecked", func(t *testing.T) {
+		s := h.openStore(t, h.newLoc(t), nil)
+		must(t, s.CommitRecords(ctx, "orgs", "b1", pos("1"), "", nil, nil, Ledger{Fresh: true, Records: []Record{
+			{RowKey: []string{"1"}, ID: uuidN(1)}, {RowKey: []string{"2"}, ID: uuidN(2)}}}))
+		wantRecordIDs(t, s, []RecordRef{ref("orgs", "1"), ref("orgs", "2")}, []string{uuidN(1), uuidN(2)})
+		must(t, s.CommitRecords(ctx, "orgs", "b2", pos("2"), "", nil, nil, Ledger{Deleted: [][]string{{"2"}}}))
+		must(t, s.Journal(ctx, batch("orgs", "b3", pos("2"), pos("3"), "body")))
+		must(t, s.CommitRecords(ctx, "orgs", "b3", pos("3"), "", []Reject{{RowKey: []string{"7"}, Code: "c"}}, nil,
+			Ledger{Fresh: true, Referrers: []string{"people"}, Records: []Record{
+				{RowKey: []string{"2"}, ID: uuidN(3)}, {RowKey: []string{"4"}, ID: uuidN(4)}}}))
+		wantRecordIDs(t, s, []RecordRef{ref("orgs", "1"), ref("orgs", "2"), ref("orgs", "4")}, []string{uuidN(1), uuidN(3), uuidN(4)})
+		states, err := s.RecordStates(ctx, "orgs", [][]string{{"2"}})
+		must(t, err)
+		if len(states) != 1 || states[0].State != "" {
+			t.Errorf("record of row 2 after it came back: %+v, want live", states)
+		}
+		rl, err := s.Relinks(ctx, "people")
+		must(t, err)
+		if len(rl) != 1 || !slices.Equal(rl[0].RowKey, []string{"2"}) {
+			t.Errorf("relinks after the replaced id: %+v, want row 2", rl)
+		}
+		st, err := s.Load(ctx, "orgs")
+		must(t, err)
+		p, err := s.Pending(ctx, "orgs")
+		must(t, err)
+		n, err := s.CountRejects(ctx, "orgs")
+		must(t, err)
+		if !st.Position.Equal(pos("3")) || len(p) != 0 || n != 1 {
+			t.Errorf("after the commit: position %v, %d pending, %d rejects; want 3, 0, 1", st.Position, len(p), n)
+		}
+	})
+
 	t.Run("LaterIDReplaces", func(t *testing.T) {
 		s := h.openStore(t, h.newLoc(t), nil)
 		must(t, s.CommitRecords(ctx, "orgs", "b1", pos("1"), "", nil, nil, Ledger{Records: []Record{

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -353,17 +354,40 @@ func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Positi
 	if err != nil {
 		return err
 	}
-	now := stamp(s.now())
-	b := &pgx.Batch{}
-	b.Queue(qDrop, sync, key)
-	b.Queue(qCommitPosition, sync, to.Cursor, pgKey(to.Key), fingerprint, now)
-	b.Queue(qCommitHistory, sync, now)
+	var resolvedJSON string
 	if len(resolved) > 0 {
 		keys, err := json.Marshal(resolved)
 		if err != nil {
 			return fmt.Errorf("checkpoint: commit sync %q: %w", sync, err)
 		}
-		b.Queue(qCommitResolved, RejectOwner(sync), string(keys))
+		resolvedJSON = string(keys)
+	}
+	now := stamp(s.now())
+	err = s.pool.SendBatch(ctx, commitBatch(sync, key, to, fingerprint, rejects, resolvedJSON, records, now)).Close()
+	var pe *pgconn.PgError
+	if records.fresh && errors.As(err, &pe) && pe.Code == uniqueViolation {
+		// A record the hint did not expect (a backfill of the same sync,
+		// or a row deleted in Micro and live again): the same commit as
+		// an upsert. The failed one had no effect.
+		records.fresh = false
+		err = s.pool.SendBatch(ctx, commitBatch(sync, key, to, fingerprint, rejects, resolvedJSON, records, now)).Close()
+	}
+	if err != nil {
+		return fmt.Errorf("checkpoint: commit batch %q of sync %q: %w", key, sync, err)
+	}
+	return nil
+}
+
+// commitBatch is the statements of one commit. A batch outside a
+// transaction is one implicit transaction (pgx sends a single Sync): they
+// take effect together or not at all, without BEGIN and COMMIT round trips.
+func commitBatch(sync, key string, to Position, fingerprint string, rejects []Reject, resolved string, records ledgerSave, now time.Time) *pgx.Batch {
+	b := &pgx.Batch{}
+	b.Queue(qDrop, sync, key)
+	b.Queue(qCommitPosition, sync, to.Cursor, pgKey(to.Key), fingerprint, now)
+	b.Queue(qCommitHistory, sync, now)
+	if resolved != "" {
+		b.Queue(qCommitResolved, RejectOwner(sync), resolved)
 	}
 	for _, r := range rejects {
 		first, last := now, now
@@ -382,12 +406,7 @@ func (s *PGStore) CommitRecords(ctx context.Context, sync, key string, to Positi
 			waitSync, r.WaitKey)
 	}
 	queueLedger(b, RejectOwner(sync), records, now)
-	// A batch outside a transaction is one implicit transaction (pgx
-	// sends a single Sync): no BEGIN and COMMIT round trips.
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("checkpoint: commit batch %q of sync %q: %w", key, sync, err)
-	}
-	return nil
+	return b
 }
 
 // Rejects implements Store.

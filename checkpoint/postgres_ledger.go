@@ -19,6 +19,15 @@ const (
 		SELECT $1, u.k, u.id FROM unnest($2::text[], $3::uuid[]) AS u(k, id)
 		ON CONFLICT (sync, row_key) DO UPDATE SET record_id = EXCLUDED.record_id, state = NULL
 			WHERE r.record_id <> EXCLUDED.record_id OR r.state IS NOT NULL`
+	// qAddRecords inserts the records of keys the ledger is not expected to
+	// hold (Ledger.Fresh). Not an upsert: ON CONFLICT costs a speculative
+	// insertion per row, half again the database time of a plain insert
+	// (docs/performance.md), and new keys are what a first sync writes, a
+	// million at a time. A key there after all fails the commit as a whole,
+	// without effect, and CommitRecords sends it again with qSaveRecords.
+	qAddRecords = `
+		INSERT INTO prismsync.records (sync, row_key, record_id)
+		SELECT $1, u.k, u.id FROM unnest($2::text[], $3::uuid[]) AS u(k, id)`
 	// qSaveRecordsRelink is qSaveRecords for a sync other syncs link to: a
 	// key whose stored id differs from the new one (read from the snapshot
 	// before the upsert, one probe per key behind OFFSET 0) gets a relink
@@ -84,6 +93,9 @@ const (
 func queueLedger(b *pgx.Batch, owner string, p ledgerSave, now time.Time) {
 	switch {
 	case len(p.keys) == 0:
+	case p.fresh:
+		// No older id to replace, so no relink either.
+		b.Queue(qAddRecords, owner, p.keys, p.ids)
 	case len(p.referrers) == 0:
 		b.Queue(qSaveRecords, owner, p.keys, p.ids)
 	default:

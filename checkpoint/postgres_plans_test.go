@@ -109,6 +109,11 @@ func runPerBatch(t *testing.T, s *PGStore, log *statementLog) []loggedStatement 
 		recs[i] = Record{RowKey: k, ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i)}
 	}
 	must(t, s.CommitRecords(ctx, sync, b.Key, b.To, "fp", nil, nil, Ledger{Records: recs, Referrers: []string{"people"}}))
+	newRecs := make([]Record, len(recs))
+	for i := range newRecs {
+		newRecs[i] = Record{RowKey: []string{fmt.Sprint(4_000_000 + i)}, ID: recs[i].ID}
+	}
+	must(t, s.CommitRecords(ctx, sync, b.Key, b.To, "fp", nil, nil, Ledger{Records: newRecs, Fresh: true}))
 	must(t, s.CommitRecords(ctx, "people", "k", pos("c", "3"), "fp",
 		[]Reject{{RowKey: []string{"8"}, Code: "missing_reference", WaitSync: sync, WaitKey: []string{"9"}}}, nil, Ledger{Records: recs[:10]}))
 	refs := make([]RecordRef, len(keys))

@@ -23,6 +23,7 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 	rejects := b.held()
 	resolved := append([][]string(nil), b.gone...)
 	var records []checkpoint.Record
+	fresh := true // every recorded row had no fingerprint (see Ledger.Fresh)
 	badIDs := 0
 	objects := b.objects
 	if b.sent == nil && len(f.res) > 0 {
@@ -70,6 +71,7 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 			switch id, ok := recordID(r.ID); {
 			case ok:
 				records = append(records, checkpoint.Record{RowKey: b.RowKeys[i], ID: id})
+				fresh = fresh && i < len(b.sent) && b.sent[i].fresh
 			case r.ID != "":
 				badIDs++
 			}
@@ -80,7 +82,9 @@ func (s *Syncer) commit(ctx context.Context, f *flight, fp string, sum *Summary)
 			"rows", badIDs, "batch", b.Key)
 	}
 	rep.Restored = countRestored(b, f.res)
-	ledger := checkpoint.Ledger{Records: records, Referrers: s.Sync.Referrers()}
+	// Rows without a change fingerprint have, as a rule, no record in the
+	// ledger either: the store may insert theirs (it checks).
+	ledger := checkpoint.Ledger{Records: records, Referrers: s.Sync.Referrers(), Fresh: fresh && len(records) > 0}
 	if err := s.Store.CommitRecords(ctx, b.Sync, b.Key, b.To, fp, rejects, resolved, ledger); err != nil {
 		return err
 	}
