@@ -14,6 +14,7 @@ import (
 	"github.com/sethvargo/go-envconfig"
 
 	"github.com/prismsync/prismsync/checkpoint"
+	"github.com/prismsync/prismsync/internal/statuspage"
 )
 
 const historyHelp = `Usage: prismsync history [--sync NAME] [--limit N] [--json]
@@ -112,7 +113,7 @@ func writeHistoryTable(w io.Writer, runs []checkpoint.Run) {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t#%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", r.Sync, r.Seq,
-			r.Finished.UTC().Format(time.RFC3339), shortDuration(r.Finished.Sub(r.Started)), runResult(r),
+			r.Finished.UTC().Format(time.RFC3339), statuspage.ShortDuration(r.Finished.Sub(r.Started)), runResult(r),
 			r.Rows, r.Sent, r.Created, r.Updated, r.Existing, r.Unchanged, r.Invalid, r.Rejected, r.Deferred,
 			r.Deleted, r.Archived, r.Restored, r.Requests, cp, oneLine(r.Error, 80))
 	}

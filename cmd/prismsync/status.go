@@ -17,6 +17,7 @@ import (
 
 	"github.com/prismsync/prismsync/checkpoint"
 	"github.com/prismsync/prismsync/connector/budget"
+	"github.com/prismsync/prismsync/internal/statuspage"
 	"github.com/prismsync/prismsync/internal/telemetry"
 	"github.com/prismsync/prismsync/mapping"
 )
@@ -297,14 +298,14 @@ func writeStatusTable(w io.Writer, rep *statusReport) {
 					cp += " [" + strings.Join(s.Checkpoint.Key, ",") + "]"
 				}
 				if s.Checkpoint.AgeSeconds != nil {
-					age = shortDuration(time.Duration(*s.Checkpoint.AgeSeconds * float64(time.Second)))
+					age = statuspage.ShortDuration(time.Duration(*s.Checkpoint.AgeSeconds * float64(time.Second)))
 				}
 			}
 			last, result := "never", "-"
 			if r := s.LastRun; r != nil {
-				last = fmt.Sprintf("%s (%s ago)", r.Finished.UTC().Format(time.RFC3339), shortDuration(rep.GeneratedAt.Sub(r.Finished)))
+				last = fmt.Sprintf("%s (%s ago)", r.Finished.UTC().Format(time.RFC3339), statuspage.ShortDuration(rep.GeneratedAt.Sub(r.Finished)))
 				if r.OK {
-					result = fmt.Sprintf("ok: %d rows, %d sent%s in %s", r.Rows, r.Sent, deletesText(r), shortDuration(time.Duration(r.Duration*float64(time.Second))))
+					result = fmt.Sprintf("ok: %d rows, %d sent%s in %s", r.Rows, r.Sent, deletesText(r), statuspage.ShortDuration(time.Duration(r.Duration*float64(time.Second))))
 				} else {
 					result = "FAILED: " + oneLine(r.Error, 60)
 				}
@@ -365,31 +366,13 @@ func writeBudget(w io.Writer, rep *statusReport) {
 			next = b.NextSend.Format(time.RFC3339)
 		}
 		fmt.Fprintf(w, "Partial batches: one send every %s, next from %s; projected %d requests at the month's end\n",
-			shortDuration(time.Duration(b.PaceSeconds)*time.Second), next, b.Projected)
+			statuspage.ShortDuration(time.Duration(b.PaceSeconds)*time.Second), next, b.Projected)
 	}
 	if b.RunsOut != nil {
 		fmt.Fprintf(w, "At MAX_DELAY's rate the budget beyond the reserve runs out on %s\n", b.RunsOut.Format(time.DateOnly))
 	}
 	for _, wt := range b.Waiting {
 		fmt.Fprintf(w, "Waiting for its turn: %s, %d rows since %s\n", wt.Sync, wt.Rows, wt.Since.Format(time.RFC3339))
-	}
-}
-
-// shortDuration prints a duration the way people read ages: 45s, 12m, 3h4m,
-// 2d5h.
-func shortDuration(d time.Duration) string {
-	if d < 0 {
-		return "-" + shortDuration(-d)
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 24*time.Hour:
-		return fmt.Sprintf("%dh%dm", int(d.Hours()), int(d.Minutes())%60)
-	default:
-		return fmt.Sprintf("%dd%dh", int(d.Hours())/24, int(d.Hours())%24)
 	}
 }
 

@@ -175,12 +175,12 @@ var funcs = template.FuncMap{
 		}
 		d := now.Sub(t)
 		if d < 0 {
-			return "in " + short(-d)
+			return "in " + ShortDuration(-d)
 		}
-		return short(d) + " ago"
+		return ShortDuration(d) + " ago"
 	},
-	"dur":   short,
-	"since": func(a, b time.Time) string { return short(b.Sub(a)) },
+	"dur":   ShortDuration,
+	"since": func(a, b time.Time) string { return ShortDuration(b.Sub(a)) },
 	"pct": func(n, of int) int {
 		if of <= 0 {
 			return 0
@@ -195,11 +195,12 @@ var funcs = template.FuncMap{
 	},
 }
 
-// short prints a duration the way people read ages: 45s, 12m, 3h4m, 2d5h.
-func short(d time.Duration) string {
+// ShortDuration prints a duration the way people read ages: 45s, 12m,
+// 3h4m, 2d5h. The page and prismsync status both print ages with it.
+func ShortDuration(d time.Duration) string {
 	switch {
 	case d < 0:
-		return "-" + short(-d)
+		return "-" + ShortDuration(-d)
 	case d < time.Minute:
 		return fmt.Sprintf("%ds", int(d.Seconds()))
 	case d < time.Hour:
