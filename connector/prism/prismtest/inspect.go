@@ -131,7 +131,11 @@ func (st *objectStore) export(object string, n seq) Record {
 
 // Records returns copies of the records of an object type in creation order
 // (after completing due jobs), deleted ones left out.
-func (s *Server) Records(object string) []Record {
+func (s *Server) Records(object string) []Record { return s.export(object, false) }
+
+// export returns copies of the records of an object type that are deleted
+// (or not), in creation order, after completing due jobs.
+func (s *Server) export(object string, deleted bool) []Record {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.settleLocked(s.now())
@@ -139,9 +143,12 @@ func (s *Server) Records(object string) []Record {
 	if st == nil {
 		return nil
 	}
-	out := make([]Record, 0, st.n-st.deleted)
+	var out []Record
+	if !deleted {
+		out = make([]Record, 0, st.n-st.deleted)
+	}
 	for n := seq(1); n <= st.n; n++ {
-		if !st.rec(n).deleted {
+		if st.rec(n).deleted == deleted {
 			out = append(out, st.export(object, n))
 		}
 	}

@@ -321,19 +321,4 @@ func strictDecode(body []byte, v any) error {
 
 // Deleted returns copies of the deleted records of an object type, in
 // creation order.
-func (s *Server) Deleted(object string) []Record {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.settleLocked(s.now())
-	st := s.objects[object]
-	if st == nil {
-		return nil
-	}
-	var out []Record
-	for n := seq(1); n <= st.n; n++ {
-		if st.rec(n).deleted {
-			out = append(out, st.export(object, n))
-		}
-	}
-	return out
-}
+func (s *Server) Deleted(object string) []Record { return s.export(object, true) }
